@@ -1,0 +1,156 @@
+"""``lmstack <command>``: each command's function signature *is* its CLI (as in litgpt).
+
+Parameters without a default become positional arguments, the others ``--flags``; a parameter typed as a
+config dataclass takes ``--config FILE.yaml`` plus ``--key value`` / ``--section.key value`` overrides.
+The function returns a dict of figures: printed as one JSON object on stdout with ``--json``, else as
+``key: value`` lines. Errors a user can cause print one line and exit non-zero (a traceback with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import inspect
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Callable
+
+from lmstack.errors import LmstackError
+
+# name -> (module:function, one-line summary). Imported lazily so `lmstack --help` stays instant.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("lmstack.data.synth:synth", "write the built-in bilingual corpus about an invented world"),
+    "clean": ("lmstack.data.clean.pipeline:clean", "filter, deduplicate and scrub a raw corpus"),
+    "prepare": ("lmstack.data.prepare:prepare", "train/reuse a tokenizer and write token shards"),
+    "train": ("lmstack.train.loop:train", "pretrain a Transformer on prepared shards"),
+    "generate": ("lmstack.generate.api:generate_cli", "decode text: greedy, beam or sampling"),
+    "eval": ("lmstack.eval.perplexity:evaluate", "cross-entropy, perplexity and bits per byte"),
+    "demo": ("lmstack.demo:demo", "the whole pipeline on the built-in corpus, with a report"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    as_json = "--json" in argv
+    argv = [a for a in argv if a not in ("--debug", "--json")]
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        _usage(argv[0] if argv and argv[0] not in ("-h", "--help") else None)
+    name, rest = argv[0], argv[1:]
+    try:
+        fn = _resolve(COMMANDS[name][0])
+        kwargs = parse_args(fn, rest, prog=f"lmstack {name}")
+        result = fn(**kwargs)
+    except LmstackError as e:
+        if debug:
+            raise
+        print(f"lmstack {name}: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"lmstack {name}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    if result is not None:
+        emit(result, as_json)
+
+
+def emit(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, default=str))
+        return
+    for key, value in result.items():
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value, ensure_ascii=False, default=str)
+        print(f"{key}: {value}")
+
+
+def _usage(unknown: str | None) -> None:
+    lines = ["usage: lmstack <command> [args] [--json] [--debug]", "", "commands:"]
+    lines += [f"  {n:<10} {summary}" for n, (_, summary) in COMMANDS.items()]
+    if unknown:
+        print(f"lmstack: error: unknown command '{unknown}'\n" + "\n".join(lines), file=sys.stderr)
+        sys.exit(2)
+    print("\n".join(lines))
+    sys.exit(0)
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def parse_args(fn: Callable[..., Any], argv: list[str], prog: str) -> dict[str, Any]:
+    """Build an argparse parser from ``fn``'s signature and parse ``argv`` into its keyword arguments."""
+    from lmstack.config import build, coerce, load_yaml, merge, nest
+
+    hints = typing.get_type_hints(fn)
+    docs = _param_docs(fn)
+    parser = argparse.ArgumentParser(prog=prog, description=(inspect.getdoc(fn) or "").split("\n\n")[0])
+    config_param = None
+    for p in inspect.signature(fn).parameters.values():
+        hint = hints.get(p.name, str)
+        base = _strip_optional(hint)
+        if dataclasses.is_dataclass(base):
+            config_param = (p.name, base)
+            parser.add_argument("--config", type=Path, help="YAML file filling the config; --key value overrides it")
+            continue
+        flag = "--" + p.name.replace("_", "-")
+        many = typing.get_origin(base) in (list, tuple)
+        kw: dict[str, Any] = {"help": docs.get(p.name, "")}
+        if p.default is inspect.Parameter.empty:
+            parser.add_argument(p.name, nargs="+" if many else None, **kw)
+        elif base is bool:
+            parser.add_argument(flag, dest=p.name, action=argparse.BooleanOptionalAction, default=p.default, **kw)
+        else:
+            parser.add_argument(flag, dest=p.name, nargs="+" if many else None, default=p.default,
+                                metavar=p.name.upper(), **{**kw, "help": f"{kw['help']} (default: {p.default})"})
+    args, extra = parser.parse_known_args(argv) if config_param else (parser.parse_args(argv), [])
+    kwargs = vars(args)
+    for name, value in list(kwargs.items()):
+        if name != "config" and value is not None and value != inspect.signature(fn).parameters[name].default:
+            kwargs[name] = coerce(value, hints.get(name, str), f"--{name}")
+    if config_param:
+        name, cls = config_param
+        values = load_yaml(kwargs["config"]) if kwargs.get("config") else {}
+        source = str(kwargs.pop("config") or "command line")
+        kwargs[name] = build(cls, merge(values, nest(_overrides(extra))), source)
+    return kwargs
+
+
+def _overrides(extra: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    it = iter(extra)
+    for token in it:
+        if not token.startswith("--"):
+            raise LmstackError(f"unexpected argument '{token}' (overrides are --key value)")
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            value = next(it, None)
+            if value is None:
+                raise LmstackError(f"--{key} needs a value")
+        out[key.replace("-", "_")] = value
+    return out
+
+
+def _strip_optional(hint: Any) -> Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType")) and len(args) == 1 else hint
+
+
+def _param_docs(fn: Callable[..., Any]) -> dict[str, str]:
+    """Read ``name: text`` lines from the docstring's Args section."""
+    doc = inspect.getdoc(fn) or ""
+    out, in_args = {}, False
+    for line in doc.splitlines():
+        if line.strip() == "Args:":
+            in_args = True
+        elif in_args and ":" in line and line.startswith("    ") and not line.startswith("        "):
+            key, _, text = line.strip().partition(":")
+            out[key.strip()] = text.strip()
+    return out

@@ -1,0 +1,79 @@
+"""``ModelConfig``: every hyperparameter of a decoder-only Transformer, plus named presets.
+
+Two families are built from the same blocks (see ``builder.py``):
+- ``gpt2``: learned positions, LayerNorm, GELU MLP, biases, tied embeddings (Radford et al. 2019).
+- ``llama``: rotary positions, RMSNorm, SwiGLU MLP, grouped-query attention (Touvron et al. 2023).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from lmstack.errors import LmstackError
+
+
+@dataclass
+class ModelConfig:
+    family: Literal["gpt2", "llama"] = "gpt2"
+    vocab_size: int = 4096
+    block_size: int = 256  # the context length: learned positions / RoPE table size
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int | None = None  # None: = n_head (multi-head); fewer: grouped-query attention
+    n_embd: int = 128
+    head_dim: int | None = None  # None: n_embd // n_head
+    intermediate_size: int | None = None  # None: 4*n_embd (gpt2) or the Llama 2/3 * 4d rule rounded to 64
+    bias: bool = True  # biases in linears (and LayerNorm): GPT-2 has them, Llama does not
+    qkv_bias: bool | None = None  # None: = bias. Qwen2 has q/k/v biases only.
+    activation: Literal["gelu", "gelu_tanh", "silu"] = "gelu_tanh"  # GPT-2 uses the tanh approximation
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = True
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        if self.qkv_bias is None:
+            self.qkv_bias = self.bias
+        if self.head_dim is None:
+            if self.n_embd % self.n_head:
+                raise LmstackError(f"model.n_embd={self.n_embd} is not divisible by model.n_head={self.n_head}")
+            self.head_dim = self.n_embd // self.n_head
+        if self.n_head % self.n_kv_head:
+            raise LmstackError(f"model.n_head={self.n_head} is not divisible by model.n_kv_head={self.n_kv_head}")
+        if self.intermediate_size is None:
+            if self.family == "gpt2":
+                self.intermediate_size = 4 * self.n_embd
+            else:  # SwiGLU keeps the parameter count of a 4d MLP: 2/3 * 4d, rounded up to a multiple of 64
+                self.intermediate_size = -(-int(8 * self.n_embd / 3) // 64) * 64
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) <= 0:
+                raise LmstackError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise LmstackError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+
+_LLAMA = dict(family="llama", bias=False, activation="silu", norm_eps=1e-6)
+
+PRESETS: dict[str, dict] = {
+    # The nanoGPT shakespeare_char CPU recipe's shape.
+    "tiny": dict(family="gpt2", n_layer=4, n_head=4, n_embd=128, block_size=64, bias=False, activation="gelu"),
+    "gpt2-tiny": dict(family="gpt2", n_layer=4, n_head=4, n_embd=128, block_size=256),
+    "gpt2-small": dict(family="gpt2", n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257),
+    "gpt2-medium": dict(family="gpt2", n_layer=24, n_head=16, n_embd=1024, block_size=1024, vocab_size=50257),
+    "llama-tiny": dict(**_LLAMA, n_layer=4, n_head=4, n_kv_head=2, n_embd=128, block_size=256),
+    "llama-small": dict(**_LLAMA, n_layer=8, n_head=8, n_kv_head=4, n_embd=512, block_size=1024),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """A named configuration, with any field overridden."""
+    if name not in PRESETS:
+        raise LmstackError(f"unknown model preset '{name}'; choose one of {', '.join(PRESETS)}")
+    return ModelConfig(**{**PRESETS[name], **overrides})

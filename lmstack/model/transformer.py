@@ -1,0 +1,109 @@
+"""A decoder-only Transformer language model (Vaswani et al. 2017; Radford et al. 2019), assembled by
+``build_model`` from the blocks in ``blocks.py``.
+
+    tokens -> embedding (+ learned positions) -> N x Block -> final norm -> lm_head -> next-token logits
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lmstack.errors import LmstackError
+from lmstack.model.blocks import MLP, Attention, Block, KVCache, RMSNorm, RotaryEmbedding, SwiGLU, init_weights, layer_norm
+from lmstack.model.config import ModelConfig
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig, blocks: list[Block], norm_f: nn.Module,
+                 pos_emb: nn.Embedding | None, rope: RotaryEmbedding | None):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        self.pos_emb = pos_emb
+        self.rope = rope
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(blocks)
+        self.norm_f = norm_f
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        init_weights(self, config.n_layer)
+        if config.tie_embeddings:  # one matrix reads and writes tokens (Press & Wolf 2017)
+            self.lm_head.weight = self.tok_emb.weight
+
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, positions: torch.Tensor | None = None,
+                key_mask: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+        """Logits for every position of ``idx`` [B, T] (only the last with ``last_only``).
+
+        With ``cache``, ``idx`` continues the cached sequence and the cache advances by T. ``positions``
+        ([B, T]) and ``key_mask`` ([B, S], True = real token) support left-padded batches.
+        """
+        B, T = idx.shape
+        start = cache.pos if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise LmstackError(f"sequence of {start + T} tokens exceeds the context of {self.config.block_size}")
+        if positions is None:
+            positions = torch.arange(start, start + T, device=idx.device)
+        x = self.tok_emb(idx)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions)
+        x = self.drop(x)
+        rope_cs = self.rope(positions) if self.rope is not None else None
+        mask = attention_mask(T, start, key_mask, idx.device)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope_cs, cache, i, mask)
+        if cache is not None:
+            cache.pos += T
+        if last_only:
+            x = x[:, -1:]
+        return self.lm_head(self.norm_f(x))
+
+    def new_cache(self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> KVCache:
+        p = self.tok_emb.weight
+        return KVCache(self.config, batch_size, max_len or self.config.block_size, p.device, dtype or p.dtype)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; by default without position embeddings (and, tied, token embeddings count once)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and self.pos_emb is not None:
+            n -= self.pos_emb.weight.numel()
+        return n
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token: 6N for the matmuls plus 12·L·d·T for attention (Kaplan et al. 2020)."""
+        c = self.config
+        return 6 * self.num_params() + 12 * c.n_layer * c.n_head * c.head_dim * (seq_len or c.block_size)
+
+
+def attention_mask(T: int, start: int, key_mask: torch.Tensor | None, device) -> torch.Tensor | None:
+    """None when plain causal attention (or one new token) will do; else a [B|1, 1, T, start+T] bool mask."""
+    if key_mask is None and (start == 0 or T == 1):
+        return None
+    S = start + T
+    causal = torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=start)
+    if key_mask is None:
+        return causal[None, None]
+    return causal[None, None] & key_mask[:, None, None, :S].bool()
+
+
+def build_model(config: ModelConfig) -> Transformer:
+    """Assemble a Transformer of ``config.family`` from the shared blocks."""
+    return _BUILDERS[config.family](config)
+
+
+def _gpt2(c: ModelConfig) -> Transformer:
+    def block() -> Block:
+        return Block(Attention(c, rope=False), MLP(c), layer_norm(c.n_embd, c.norm_eps, c.bias),
+                     layer_norm(c.n_embd, c.norm_eps, c.bias), c.dropout)
+    return Transformer(c, [block() for _ in range(c.n_layer)], layer_norm(c.n_embd, c.norm_eps, c.bias),
+                       pos_emb=nn.Embedding(c.block_size, c.n_embd), rope=None)
+
+
+def _llama(c: ModelConfig) -> Transformer:
+    def block() -> Block:
+        return Block(Attention(c, rope=True), SwiGLU(c), RMSNorm(c.n_embd, c.norm_eps), RMSNorm(c.n_embd, c.norm_eps),
+                     c.dropout)
+    return Transformer(c, [block() for _ in range(c.n_layer)], RMSNorm(c.n_embd, c.norm_eps),
+                       pos_emb=None, rope=RotaryEmbedding(c.head_dim, c.block_size, c.rope_theta))
+
+
+_BUILDERS = {"gpt2": _gpt2, "llama": _llama}
