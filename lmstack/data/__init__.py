@@ -1,0 +1,1 @@
+"""The data stage: a built-in corpus, cleaning, tokenizers, and token shards a trainer can stream."""

@@ -1,0 +1,326 @@
+"""``lmstack prepare``: text files -> a tokenizer + token shards a trainer can memory-map.
+
+Inputs are .txt and .jsonl files, or folders searched recursively for them (sorted; hidden names, and the
+``removed/`` folder of dropped documents in an ``lmstack clean`` output, are skipped):
+
+* ``.txt``: documents are separated by blank lines (a paragraph is a document). A paragraph over 1M
+  characters is cut at a line boundary, so one huge file never has to fit in memory. To keep a whole file
+  as one document, put it in a .jsonl record instead.
+* ``.jsonl``: one JSON object per line with a string ``text`` field (the output of ``lmstack clean``).
+  Blank lines and empty texts are skipped.
+
+Every document is followed by the eos token; special-token strings inside a text are encoded as plain
+text, so a document that happens to contain "<|eos|>" cannot fake a boundary. A document goes to the
+validation split when a keyed hash of its bytes falls under ``val_fraction``: reproducible, independent of
+file order, and exact duplicates never straddle train and val. Tokens go to ``{split}_NNN.bin`` (raw ``uint16`` when the vocabulary fits, else
+``uint32``), written under temp names and renamed at the end; ``manifest.json`` is written last, so a
+folder with a manifest is always complete. Nothing holds the corpus in memory: files are read line by line
+and encoded in ~1 MB batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import random
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from lmstack.data.tokenizer import Tokenizer, train_bpe, train_char
+from lmstack.errors import LmstackError
+from lmstack.io import atomic_path, write_json
+
+SUFFIXES = (".txt", ".jsonl")
+SPLITS = ("train", "val")
+MAX_DOC_CHARS = 1 << 20
+BATCH_BYTES = 1 << 20
+
+
+def prepare(
+    inputs: list[Path],
+    out: Path = Path("runs/data"),
+    tokenizer: str = "bpe",
+    vocab_size: int = 4096,
+    val_fraction: float = 0.05,
+    seed: int = 0,
+    tokenizer_sample_mb: float = 64.0,
+    shard_tokens: int = 100_000_000,
+) -> dict:
+    """Train (or reuse) a tokenizer and write train/val token shards plus manifest.json.
+
+    Args:
+        inputs: .txt / .jsonl files or folders of them (a cleaned folder from lmstack clean works)
+        out: folder for tokenizer.json, the {train,val}_NNN.bin shards and manifest.json
+        tokenizer: bpe or char to train one, or the path of a tokenizer.json or a folder holding one
+        vocab_size: vocabulary size for a trained bpe tokenizer
+        val_fraction: share of documents held out for validation
+        seed: key of the hash that splits documents, and of the tokenizer's training sample
+        tokenizer_sample_mb: train the tokenizer on at most this many MB of training documents
+        shard_tokens: tokens per shard file
+    """
+    start = time.perf_counter()
+    if not 0 <= val_fraction < 1:
+        raise LmstackError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    if shard_tokens < 1:
+        raise LmstackError(f"--shard-tokens must be positive, got {shard_tokens}")
+    out = Path(out)
+    files = find_files(inputs)
+    total_bytes = sum(f.stat().st_size for f in files)
+    split_of = splitter(seed, val_fraction)
+    log(f"{len(files)} file(s), {total_bytes / 2**20:.1f} MB")
+    tok = get_tokenizer(tokenizer, files, total_bytes, split_of, vocab_size, seed, int(tokenizer_sample_mb * 2**20))
+    if tok.eos_id is None:
+        raise LmstackError(f"--tokenizer {tokenizer}: the tokenizer has no eos token, which ends every document")
+    dtype = np.dtype(np.uint16 if tok.vocab_size <= 2**16 else np.uint32)
+
+    with contextlib.ExitStack() as stack:  # on any error, the temp shards are deleted
+        writers = {s: ShardWriter(out, s, dtype, shard_tokens, stack) for s in SPLITS}
+        stats = encode_corpus(files, tok, split_of, writers, total_bytes)
+        (out / "manifest.json").unlink(missing_ok=True)  # no manifest while old and new shards mix
+    for w in writers.values():
+        w.remove_stale()
+    tok.save(out)
+    splits = {s: {**stats[s], "tokens": writers[s].tokens, "shards": writers[s].shards} for s in SPLITS}
+    write_json(out / "manifest.json", {
+        "format": "lmstack-shards-1",
+        "dtype": dtype.name,
+        "vocab_size": tok.vocab_size,
+        "eos_id": tok.eos_id,
+        "tokenizer": "tokenizer.json",
+        "tokenizer_sha256": tok.sha256,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "inputs": [str(p) for p in inputs],
+        "splits": splits,
+    })
+    if val_fraction > 0 and not splits["val"]["documents"]:
+        log("warning: no document fell in the validation split; use more documents or a larger --val-fraction")
+    seconds = time.perf_counter() - start
+    tokens = sum(s["tokens"] for s in splits.values())
+    return {
+        "out": str(out),
+        "vocab_size": tok.vocab_size,
+        "dtype": dtype.name,
+        "train_documents": splits["train"]["documents"],
+        "val_documents": splits["val"]["documents"],
+        "train_tokens": splits["train"]["tokens"],
+        "val_tokens": splits["val"]["tokens"],
+        "tokens_per_byte": tokens / max(1, sum(s["bytes"] for s in splits.values())),
+        "seconds": round(seconds, 2),
+        "tokens_per_second": round(tokens / seconds),
+    }
+
+
+def log(message: str) -> None:
+    print(f"prepare: {message}", file=sys.stderr, flush=True)
+
+
+def find_files(inputs: list[Path]) -> list[Path]:
+    """The .txt/.jsonl files named or found (recursively, sorted) in the given folders."""
+    files: list[Path] = []
+    for path in map(Path, inputs):
+        if not path.exists():
+            raise LmstackError(f"{path}: no such file or directory")
+        if path.is_dir():
+            found = sorted(f for f in path.rglob("*") if f.suffix in SUFFIXES and f.is_file() and _wanted(f, path))
+            if not found:
+                raise LmstackError(f"{path}: no .txt or .jsonl files in this folder")
+            files += found
+        elif path.suffix in SUFFIXES:
+            files.append(path)
+        else:
+            raise LmstackError(f"{path}: expected a .txt or .jsonl file, or a folder of them")
+    return files
+
+
+def _wanted(file: Path, root: Path) -> bool:
+    """Skip hidden files and folders, and the ``removed/`` folder that ``lmstack clean`` writes beside its
+    report.json: it holds the documents the cleaner dropped."""
+    parts = file.relative_to(root).parts
+    return not any(p.startswith(".") or p == "removed" and (root.joinpath(*parts[:i]) / "report.json").is_file()
+                   for i, p in enumerate(parts))
+
+
+def read_documents(path: Path) -> Iterator[str]:
+    """The documents of one .txt or .jsonl file, read line by line."""
+    if path.stat().st_size == 0:
+        raise LmstackError(f"{path}: file is empty")
+    n = 0
+    for n, text in enumerate(_jsonl_documents(path) if path.suffix == ".jsonl" else _txt_documents(path), 1):
+        yield text
+    if n == 0:
+        raise LmstackError(f"{path}: no documents in the file (only blank lines or empty texts)")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) pairs of a UTF-8 file; an invalid byte is reported with its offset."""
+    offset = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise LmstackError(f"{path}: not valid UTF-8 at byte {offset + e.start} (line {lineno}); "
+                                   "convert it to UTF-8 first") from None
+            offset += len(raw)
+            yield lineno, line
+
+
+def _txt_documents(path: Path) -> Iterator[str]:
+    paragraph: list[str] = []
+    size = 0
+    for _, line in _lines(path):
+        blank = not line.strip()
+        if not blank:
+            paragraph.append(line)
+            size += len(line)
+        if paragraph and (blank or size >= MAX_DOC_CHARS):
+            yield "".join(paragraph).rstrip("\r\n")
+            paragraph, size = [], 0
+    if paragraph:
+        yield "".join(paragraph).rstrip("\r\n")
+
+
+def _jsonl_documents(path: Path) -> Iterator[str]:
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise LmstackError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        text = record.get("text") if isinstance(record, dict) else None
+        if not isinstance(text, str):
+            raise LmstackError(f'{path}:{lineno}: expected a JSON object with a string "text" field')
+        if text:
+            yield text
+
+
+def splitter(seed: int, val_fraction: float) -> Callable[[bytes], str]:
+    """document bytes -> "train" or "val", by a hash keyed with ``seed``."""
+    key = seed.to_bytes(8, "little", signed=True)
+    threshold = int(val_fraction * 2**64)
+
+    def split_of(data: bytes) -> str:
+        h = int.from_bytes(hashlib.blake2b(data, digest_size=8, key=key).digest(), "little")
+        return "val" if h < threshold else "train"
+
+    return split_of
+
+
+def get_tokenizer(spec: str, files: list[Path], total_bytes: int, split_of: Callable[[bytes], str],
+                  vocab_size: int, seed: int, budget: int) -> Tokenizer:
+    """Load the tokenizer at path ``spec``, or train a "bpe"/"char" one on a sample of training documents."""
+    if spec not in ("bpe", "char"):
+        if not Path(spec).exists():
+            raise LmstackError(f"--tokenizer {spec}: expected bpe, char, or the path of a tokenizer.json or its folder")
+        return Tokenizer.load(spec)
+    log(f"training a {spec} tokenizer on up to {budget / 2**20:.0f} MB of training documents")
+    sample = training_sample(files, total_bytes, split_of, seed, budget)
+    return train_bpe(sample, vocab_size) if spec == "bpe" else train_char(sample)
+
+
+def training_sample(files: list[Path], total_bytes: int, split_of: Callable[[bytes], str], seed: int,
+                    budget: int) -> Iterator[str]:
+    """Training-split documents, each kept with probability budget/total, until ``budget`` bytes are taken."""
+    keep = min(1.0, budget / max(1, total_bytes))
+    rng = random.Random(seed)
+    taken = 0
+    for text in chain.from_iterable(map(read_documents, files)):
+        if rng.random() >= keep:
+            continue
+        data = text.encode("utf-8")
+        if split_of(data) == "train":
+            yield text
+            taken += len(data)
+            if taken >= budget:
+                return
+
+
+class ShardWriter:
+    """Appends tokens to ``{split}_000.bin``, ``{split}_001.bin``, ... (``shard_tokens`` each) under temp
+    names that ``stack`` renames into place when it closes without error."""
+
+    def __init__(self, out: Path, split: str, dtype: np.dtype, shard_tokens: int, stack: contextlib.ExitStack):
+        self.out, self.split, self.dtype, self.shard_tokens, self.stack = out, split, dtype, shard_tokens, stack
+        self.shards: list[dict] = []  # {"file": name, "tokens": count}, as in the manifest
+        self.file = None
+
+    @property
+    def tokens(self) -> int:
+        return sum(s["tokens"] for s in self.shards)
+
+    def write(self, tokens: np.ndarray) -> None:
+        while len(tokens):
+            if self.file is None or self.shards[-1]["tokens"] == self.shard_tokens:
+                name = f"{self.split}_{len(self.shards):03d}.bin"
+                self.file = self.stack.enter_context(open(self.stack.enter_context(atomic_path(self.out / name)), "wb"))
+                self.shards.append({"file": name, "tokens": 0})
+            room = self.shard_tokens - self.shards[-1]["tokens"]
+            tokens[:room].tofile(self.file)
+            self.shards[-1]["tokens"] += len(tokens[:room])
+            tokens = tokens[room:]
+
+    def remove_stale(self) -> None:
+        """Delete shards of this split left by an earlier, larger run in the same folder."""
+        keep = {s["file"] for s in self.shards}
+        for path in self.out.glob(f"{self.split}_*.bin"):
+            if path.name not in keep:
+                path.unlink()
+
+
+def encode_corpus(files: list[Path], tok: Tokenizer, split_of: Callable[[bytes], str],
+                  writers: dict[str, ShardWriter], total_bytes: int) -> dict[str, dict[str, int]]:
+    """Encode every document (+ eos) into its split's shards; return documents and UTF-8 bytes per split.
+
+    The tokenizer releases the GIL, so one batch is encoded in a worker thread while this thread reads and
+    hashes the next one and writes the previous one.
+    """
+    stats = {s: {"documents": 0, "bytes": 0} for s in SPLITS}
+    with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="prepare", mininterval=1) as progress, \
+            ThreadPoolExecutor(1) as pool:
+        pending = None
+        for texts in _batches(chain.from_iterable(map(read_documents, files))):
+            # special-token strings inside a text ("<|eos|>") are encoded as plain text
+            encoded = pool.submit(tok.encode_batch, texts, eos=True, specials=False)
+            data = [t.encode("utf-8") for t in texts]
+            job = (data, [split_of(d) for d in data], encoded)
+            if pending:
+                _write(*pending, writers, stats, progress)
+            pending = job
+        if pending:
+            _write(*pending, writers, stats, progress)
+        progress.update(progress.total - progress.n)  # the total counts file bytes, JSON framing included
+    return stats
+
+
+def _write(data: list[bytes], splits: list[str], encoded: Future, writers: dict[str, ShardWriter],
+           stats: dict[str, dict[str, int]], progress: tqdm) -> None:
+    ids = encoded.result()
+    for s, writer in writers.items():
+        mine = [i for i, x in zip(ids, splits) if x == s]
+        writer.write(np.fromiter(chain.from_iterable(mine), dtype=writer.dtype, count=sum(map(len, mine))))
+        stats[s]["documents"] += len(mine)
+        stats[s]["bytes"] += sum(len(d) for d, x in zip(data, splits) if x == s)
+    progress.update(sum(map(len, data)))
+
+
+def _batches(texts: Iterator[str]) -> Iterator[list[str]]:
+    batch: list[str] = []
+    size = 0
+    for text in texts:
+        batch.append(text)
+        size += len(text)
+        if size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch

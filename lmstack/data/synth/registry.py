@@ -1,0 +1,49 @@
+"""The extension point: a *section* is a generator of documents about the world, registered by name.
+
+A later feature adds its own kind of text (say, tool-use conversations) in its own module::
+
+    @section("tools", docs=800)
+    def tools(world: World, rng: random.Random) -> Iterator[dict]:
+        while True:
+            yield doc("...", kind="tools", lang="en")
+
+and imports that module in ``lmstack/data/synth/__init__.py``. ``docs`` is how many documents the section
+contributes at ``--scale 1.0``; sections may yield forever, the generator takes only what it needs.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from lmstack.data.synth.world import World
+
+SectionFn = Callable[[World, random.Random], Iterator[dict]]
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    docs: int
+    fn: SectionFn
+
+
+SECTIONS: dict[str, Section] = {}
+
+
+def section(name: str, docs: int) -> Callable[[SectionFn], SectionFn]:
+    """Register ``fn`` as the section ``name`` contributing ``docs`` documents at scale 1.0."""
+
+    def register(fn: SectionFn) -> SectionFn:
+        if name in SECTIONS:
+            raise ValueError(f"synth section '{name}' is registered twice")
+        SECTIONS[name] = Section(name, docs, fn)
+        return fn
+
+    return register
+
+
+def doc(text: str, kind: str, lang: str) -> dict:
+    """One pretraining record, in the field order written to pretrain.jsonl."""
+    return {"text": text, "kind": kind, "lang": lang}

@@ -1,0 +1,1 @@
+"""Training: one loop for every objective, AdamW + warmup/cosine, atomic resumable checkpoints."""

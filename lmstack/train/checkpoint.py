@@ -1,0 +1,56 @@
+"""Resumable checkpoints: a model directory (Hugging Face format) plus the trainer's state.
+
+``out/checkpoint/`` holds ``config.json``, ``model.safetensors``, the tokenizer, and ``trainer_state.pt``
+(optimizer moments, RNG states, the data sampler's generator) + ``trainer_state.json`` (iteration, config).
+The folder is swapped in whole (``atomic_dir``), so ``kill -9`` at any moment leaves the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lmstack.config import to_dict
+from lmstack.errors import LmstackError
+from lmstack.io import atomic_dir, read_json, write_json
+from lmstack.model.hf import load_model, write_model_files
+from lmstack.model.transformer import Transformer
+
+
+@dataclass
+class TrainerState:
+    iter: int  # optimizer steps completed
+    tokens: int  # training tokens consumed
+    best_val_loss: float | None = None
+
+
+def save_checkpoint(path: Path, model: Transformer, optimizer: torch.optim.Optimizer, state: TrainerState,
+                    data_rng: torch.Generator, tokenizer=None, config=None) -> None:
+    with atomic_dir(path) as tmp:
+        write_model_files(model, tmp, tokenizer)
+        torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                    "data_rng": data_rng.get_state()}, tmp / "trainer_state.pt")
+        write_json(tmp / "trainer_state.json", {**state.__dict__, "config": to_dict(config) if config else None})
+
+
+def load_checkpoint(path: Path, optimizer_factory, data_rng: torch.Generator, device: str
+                    ) -> tuple[Transformer, torch.optim.Optimizer, TrainerState]:
+    """Restore model, optimizer, RNGs and counters; ``optimizer_factory(model)`` builds the optimizer."""
+    if not (path / "trainer_state.pt").is_file():
+        raise LmstackError(f"{path}: no checkpoint to resume from (trainer_state.pt missing)")
+    model = load_model(path, device=device)
+    try:
+        saved = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
+    except Exception as e:  # a torn or foreign file: name it, never unpickle arbitrary objects
+        raise LmstackError(f"{path / 'trainer_state.pt'}: unreadable ({str(e).splitlines()[0]})") from e
+    optimizer = optimizer_factory(model)
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["torch_rng"])
+    if saved["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    data_rng.set_state(saved["data_rng"])
+    meta = read_json(path / "trainer_state.json")
+    return model, optimizer, TrainerState(meta["iter"], meta["tokens"], meta.get("best_val_loss"))

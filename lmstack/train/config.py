@@ -1,0 +1,45 @@
+"""``TrainConfig``: the single source of truth for a training run (YAML and ``--key value`` only fill it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from lmstack.errors import LmstackError
+from lmstack.model.config import ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    data: Path = Path("data")  # a folder written by `lmstack prepare`
+    out: Path = Path("runs/train")
+    model: ModelConfig = field(default_factory=ModelConfig)  # vocab_size is taken from the data's tokenizer
+    batch_size: int = 12
+    grad_accum: int = 1
+    max_iters: int = 2000
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: int | None = None  # None: = max_iters
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 disables clipping
+    eval_interval: int = 250
+    eval_iters: int = 20  # batches per split when estimating the loss during training
+    log_interval: int = 10
+    checkpoint_interval: int = 250  # also written at each eval and at the end
+    seed: int = 1337
+    device: str = "auto"  # auto: cuda if available, else cpu
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA; fp32 on CPU
+    compile: bool = False  # torch.compile the model (first steps are slow while it compiles)
+    fused_optimizer: bool | None = None  # None: fused AdamW where it is faster (CUDA)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "grad_accum", "max_iters", "eval_interval", "eval_iters", "log_interval",
+                     "checkpoint_interval"):
+            if getattr(self, name) <= 0:
+                raise LmstackError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise LmstackError(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr} min_lr={self.min_lr}")

@@ -1,0 +1,56 @@
+"""Metrics as JSON lines (one object per log or eval step) and a loss-curve PNG redrawn from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lmstack.io import atomic_open, atomic_path
+
+
+class MetricsLog:
+    def __init__(self, path: Path, resume_iter: int | None = None):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        records = self.read() if resume_iter is not None else []
+        # A resumed run repeats the steps after its checkpoint: drop what the interrupted run logged for them.
+        with atomic_open(path) as f:
+            for r in records:
+                if r["iter"] <= resume_iter:
+                    f.write(json.dumps(r) + "\n")
+
+    def log(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_losses(records: list[dict], path: Path, baseline: float | None = None, title: str = "") -> None:
+    """Train loss per logged step and validation loss per eval, with an optional reference line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    train = [(r["iter"], r["loss"]) for r in records if "loss" in r]
+    val = [(r["iter"], r["val_loss"]) for r in records if "val_loss" in r]
+    if train:
+        ax.plot(*zip(*train), label="train loss", linewidth=1, alpha=0.8)
+    if val:
+        ax.plot(*zip(*val), "o-", label="val loss")
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", linestyle="--", label="unigram baseline")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,48 @@
+"""The CLI: one JSON object on stdout with --json, one error line and a non-zero exit on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def lmstack(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lmstack", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_help_lists_commands():
+    out = lmstack("--help")
+    assert out.returncode == 0
+    for name in ("synth", "prepare", "train", "generate", "eval", "demo"):
+        assert name in out.stdout
+
+
+def test_unknown_command():
+    out = lmstack("fly")
+    assert out.returncode == 2 and "unknown command 'fly'" in out.stderr
+
+
+def test_json_is_one_object_on_stdout(tmp_path):
+    out = lmstack("synth", "--out", str(tmp_path), "--scale", "0.01", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["documents"] > 0
+    assert len(out.stdout.strip().splitlines()) == 1
+
+
+def test_error_is_one_line_without_traceback(tmp_path):
+    out = lmstack("train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--max_iters", "1")
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "missing" in out.stderr
+
+
+def test_unknown_override_key(tmp_path):
+    out = lmstack("train", "--data", str(tmp_path), "--model.n_layers", "2")
+    assert out.returncode == 2 and "unknown config key 'n_layers'" in out.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    out = lmstack("train", "--data", str(tmp_path / "missing"), "--debug")
+    assert out.returncode != 0 and "Traceback" in out.stderr
