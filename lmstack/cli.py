@@ -1,6 +1,7 @@
 """``lmstack <command>``: each command's function signature *is* its CLI (as in litgpt).
 
-Parameters without a default become positional arguments, the others ``--flags``; a parameter typed as a
+Parameters without a default become positional arguments (keyword-only ones: required ``--flags``), the
+others ``--flags``; a parameter typed as a
 config dataclass takes ``--config FILE.yaml`` plus ``--key value`` / ``--section.key value`` overrides.
 The function returns a dict of figures: printed as one JSON object on stdout with ``--json``, else as
 ``key: value`` lines. Errors a user can cause print one line and exit non-zero (a traceback with ``--debug``).
@@ -103,7 +104,9 @@ def parse_args(fn: Callable[..., Any], argv: list[str], prog: str) -> dict[str, 
         flag = "--" + p.name.replace("_", "-")
         many = typing.get_origin(base) in (list, tuple)
         kw: dict[str, Any] = {"help": docs.get(p.name, "")}
-        if p.default is inspect.Parameter.empty:
+        if p.default is inspect.Parameter.empty and p.kind is inspect.Parameter.KEYWORD_ONLY:
+            parser.add_argument(flag, dest=p.name, nargs="+" if many else None, required=True, **kw)
+        elif p.default is inspect.Parameter.empty:
             parser.add_argument(p.name, nargs="+" if many else None, **kw)
         elif base is bool:
             parser.add_argument(flag, dest=p.name, action=argparse.BooleanOptionalAction, default=p.default, **kw)

@@ -23,7 +23,7 @@ from lmstack.model.hf import load_model
 from lmstack.model.transformer import Transformer
 
 
-def evaluate(model: str, input: list[Path], stride: int | None = None, device: str = "cpu") -> dict:
+def evaluate(*, model: str, input: list[Path], stride: int | None = None, device: str = "cpu") -> dict:
     """Score a model directory on text files (.txt, or .jsonl with a `text` field).
 
     Args:

@@ -103,10 +103,19 @@ class Attention(nn.Module):
             q, k = apply_rope(q, *rope_cs), apply_rope(k, *rope_cs)
         if cache is not None:
             k, v = cache.update(layer, k, v)
-        y = F.scaled_dot_product_attention(
+        y = self._attend(q, k, v, mask, T)
+        return self.proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
+
+
+    def _attend(self, q, k, v, mask: torch.Tensor | None, T: int) -> torch.Tensor:
+        if q.is_cpu and torch.is_autocast_enabled("cpu"):
+            # Under CPU autocast only the matmuls should drop to bf16: the CPU flash-attention kernel's bf16
+            # backward is ~6x slower than its fp32 one (torch 2.13), so attention runs in fp32 here.
+            with torch.autocast("cpu", enabled=False):
+                return self._attend(q.float(), k.float(), v.float(), mask, T)
+        return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
             dropout_p=self.dropout if self.training else 0.0, enable_gqa=self.n_kv_head != self.n_head)
-        return self.proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
 
 
 _ACTIVATIONS = {

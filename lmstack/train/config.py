@@ -32,7 +32,7 @@ class TrainConfig:
     checkpoint_interval: int = 250  # also written at each eval and at the end
     seed: int = 1337
     device: str = "auto"  # auto: cuda if available, else cpu
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA; fp32 on CPU
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the hardware has bf16 matmuls
     compile: bool = False  # torch.compile the model (first steps are slow while it compiles)
     fused_optimizer: bool | None = None  # None: fused AdamW where it is faster (CUDA)
 

@@ -1,0 +1,24 @@
+"""Every YAML file shipped in lmstack/configs fills its dataclass without an unknown key or a bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import lmstack
+from lmstack.config import build, load_yaml
+from lmstack.data.clean.config import CleanConfig
+from lmstack.train.config import TrainConfig
+
+CONFIGS = sorted((Path(lmstack.__file__).parent / "configs").glob("*.yaml"))
+OWNER = {"clean.yaml": CleanConfig}
+
+
+def test_configs_are_shipped():
+    assert {p.name for p in CONFIGS} >= {"demo.yaml", "clean.yaml"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_builds(path):
+    build(OWNER.get(path.name, TrainConfig), load_yaml(path), str(path))
