@@ -19,29 +19,15 @@ from lmstack.errors import LmstackError
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temp file beside ``path``; on clean exit fsync it and rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _mkstemp(path)
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
-    """Yield a temp path beside ``path`` for writers that want a filename (safetensors, numpy)."""
-    return _atomic_path(Path(path))
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
+        yield f
 
 
 @contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` (for writers that want a filename: safetensors, numpy, matplotlib);
+    on clean exit the file is fsynced and renamed over ``path``; on any error it is deleted."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _mkstemp(path)
     os.close(fd)
@@ -90,22 +76,6 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise LmstackError(f"{path}: not valid JSON ({e})") from e
-
-
-def read_text(path: str | os.PathLike) -> str:
-    """Read a UTF-8 text file, turning the usual failures into one-line errors that name the file."""
-    path = Path(path)
-    if not path.exists():
-        raise LmstackError(f"{path}: no such file or directory")
-    if not path.is_file():
-        raise LmstackError(f"{path}: expected a file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise LmstackError(f"{path}: not valid UTF-8 (byte {e.start}); convert it to UTF-8 first") from e
-    if not text.strip():
-        raise LmstackError(f"{path}: file is empty")
-    return text
 
 
 @contextlib.contextmanager

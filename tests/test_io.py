@@ -7,8 +7,7 @@ import stat
 
 import pytest
 
-from lmstack.errors import LmstackError
-from lmstack.io import atomic_dir, atomic_open, read_text
+from lmstack.io import atomic_dir, atomic_open
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):
@@ -42,10 +41,3 @@ def test_atomic_dir_replaces_whole_folder(tmp_path):
         (d / "fresh").write_text("y")
     assert sorted(os.listdir(tmp_path / "d")) == ["fresh"]
     assert sorted(os.listdir(tmp_path)) == ["d"]
-
-
-@pytest.mark.parametrize("content,message", [(b"", "file is empty"), (b"\xff\xfe abc", "not valid UTF-8")])
-def test_read_text_errors_name_the_file(tmp_path, content, message):
-    (tmp_path / "bad.txt").write_bytes(content)
-    with pytest.raises(LmstackError, match=f"bad.txt: {message}"):
-        read_text(tmp_path / "bad.txt")
