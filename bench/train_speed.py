@@ -5,8 +5,9 @@ dropout 0, AdamW lr 1e-3 betas (0.9, 0.99) weight decay 0.1, grad clip 1.0, warm
 2000 iterations; first 90% of the characters train, last 10% validate; losses estimated from 20 random batches.
 
 nanoGPT itself is not a dependency, so its configuration is reproduced in the same process as the peer:
-`nanogpt-equivalent` = fp32, foreach AdamW, no compile (the plain PyTorch loop nanoGPT runs on a CPU), then the
-lmstack default. The reference nanoGPT figures measured on this machine are printed beside them.
+`nanogpt-equivalent` = fp32, foreach AdamW, no compile (the plain PyTorch loop nanoGPT runs on a CPU), beside
+the lmstack default; the two step alternately, so machine noise hits both alike. The reference nanoGPT
+figures measured on this machine are printed beside them.
 
     python bench/train_speed.py --json            # both variants, 2000 iterations each
     python bench/train_speed.py --variants lmstack --iters 300
@@ -51,25 +52,33 @@ class ArrayData:
         return rows[:, :-1], rows[:, 1:]
 
 
-def run_variant(name: str, train: ArrayData, val: ArrayData, vocab: int, iters: int) -> dict:
+def build_run(name: str, train: ArrayData, val: ArrayData, vocab: int, iters: int) -> Run:
     cfg = TrainConfig(max_iters=iters, lr_decay_iters=2000, **VARIANTS[name])
     torch.manual_seed(cfg.seed)
     model = build_model(preset("tiny", vocab_size=vocab))
-    run = Run(model, build_optimizer(model, cfg, "cpu"), cfg, train, val, torch.Generator().manual_seed(cfg.seed),
-              torch.device("cpu"))
-    times, start = [], time.perf_counter()
+    return Run(model, build_optimizer(model, cfg, "cpu"), cfg, train, val, torch.Generator().manual_seed(cfg.seed),
+               torch.device("cpu"))
+
+
+def run_interleaved(names: list[str], train: ArrayData, val: ArrayData, vocab: int, iters: int) -> list[dict]:
+    """Step every variant in turn, iteration by iteration, so background load hits them alike."""
+    runs = {n: build_run(n, train, val, vocab, iters) for n in names}
+    times: dict[str, list[float]] = {n: [] for n in names}
     for it in range(iters):
-        t = time.perf_counter()
-        run.step(it)
-        times.append(time.perf_counter() - t)
+        for name, run in runs.items():
+            t = time.perf_counter()
+            run.step(it)
+            times[name].append(time.perf_counter() - t)
         if it % 500 == 0:
-            print(f"{name}: iter {it}, {1000 * statistics.median(times[-50:]):.1f} ms/iter", file=sys.stderr)
-    wall = time.perf_counter() - start
-    steady = times[min(50, iters // 2):]  # leave out warm-up (and compilation)
-    ms = 1000 * statistics.median(steady)
-    return {"variant": name, "ms_per_iter": ms, "tokens_per_s": cfg.batch_size * 64 / ms * 1000,
-            "val_loss": run.estimate(val), "train_loss": run.estimate(train), "wall_s": wall,
-            "first_iter_s": times[0]}
+            print(f"iter {it}: " + ", ".join(f"{n} {1000 * statistics.median(v[-50:]):.1f} ms" for n, v in times.items()),
+                  file=sys.stderr)
+    results = []
+    for name, run in runs.items():
+        ms = 1000 * statistics.median(times[name][min(50, iters // 2):])  # leave out warm-up (and compilation)
+        results.append({"variant": name, "ms_per_iter": ms, "tokens_per_s": run.cfg.batch_size * 64 / ms * 1000,
+                        "val_loss": run.estimate(val), "train_loss": run.estimate(train),
+                        "train_s": sum(times[name]), "first_iter_s": times[name][0]})
+    return results
 
 
 def main() -> None:
@@ -89,7 +98,7 @@ def main() -> None:
     ids = np.array(tok.encode(text), dtype=np.uint16)
     n = int(0.9 * len(ids))
     train, val = ArrayData(ids[:n]), ArrayData(ids[n:])
-    results = [run_variant(v, train, val, tok.vocab_size, args.iters) for v in args.variants]
+    results = run_interleaved(args.variants, train, val, tok.vocab_size, args.iters)
     by = {r["variant"]: r for r in results}
     report = {"iters": args.iters, "threads": torch.get_num_threads(), "results": results, "nanogpt_reference": NANOGPT,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -103,7 +112,7 @@ def main() -> None:
     else:
         for r in results:
             print(f"{r['variant']:>20}: {r['ms_per_iter']:.1f} ms/iter, {r['tokens_per_s']:,.0f} tokens/s, "
-                  f"val {r['val_loss']:.4f}, train {r['train_loss']:.4f}, wall {r['wall_s']:.0f} s")
+                  f"val {r['val_loss']:.4f}, train {r['train_loss']:.4f}, {r['train_s']:.0f} s of steps")
         print(f"{'nanoGPT (reference)':>20}: {NANOGPT['ms_per_iter']} ms/iter, {NANOGPT['tokens_per_s']:,} tokens/s, "
               f"val {NANOGPT['val_loss']}")
 

@@ -34,6 +34,7 @@ from typing import Callable, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from lmstack.data import files as input_files
 from lmstack.data.tokenizer import Tokenizer, train_bpe, train_char
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_path, write_json
@@ -125,28 +126,7 @@ def log(message: str) -> None:
 
 def find_files(inputs: list[Path]) -> list[Path]:
     """The .txt/.jsonl files named or found (recursively, sorted) in the given folders."""
-    files: list[Path] = []
-    for path in map(Path, inputs):
-        if not path.exists():
-            raise LmstackError(f"{path}: no such file or directory")
-        if path.is_dir():
-            found = sorted(f for f in path.rglob("*") if f.suffix in SUFFIXES and f.is_file() and _wanted(f, path))
-            if not found:
-                raise LmstackError(f"{path}: no .txt or .jsonl files in this folder")
-            files += found
-        elif path.suffix in SUFFIXES:
-            files.append(path)
-        else:
-            raise LmstackError(f"{path}: expected a .txt or .jsonl file, or a folder of them")
-    return files
-
-
-def _wanted(file: Path, root: Path) -> bool:
-    """Skip hidden files and folders, and the ``removed/`` folder that ``lmstack clean`` writes beside its
-    report.json: it holds the documents the cleaner dropped."""
-    parts = file.relative_to(root).parts
-    return not any(p.startswith(".") or p == "removed" and (root.joinpath(*parts[:i]) / "report.json").is_file()
-                   for i, p in enumerate(parts))
+    return input_files.find_files(inputs, SUFFIXES)
 
 
 def read_documents(path: Path) -> Iterator[str]:

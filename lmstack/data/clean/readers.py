@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from lmstack.data.clean.config import ReadConfig
 from lmstack.data.clean.report import Stats
+from lmstack.data import files as input_files
 from lmstack.errors import LmstackError
 
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".parquet": "parquet"}
@@ -46,23 +47,8 @@ class Task:
 
 
 def find_files(inputs: list[str]) -> list[Path]:
-    """Expand folders (recursively, sorted) into supported files; missing or unsupported paths are errors."""
-    files: list[Path] = []
-    for name in inputs:
-        path = Path(name)
-        if not path.exists():
-            raise LmstackError(f"{path}: no such file or directory")
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in FORMATS and p.is_file()
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
-            if not found:
-                raise LmstackError(f"{path}: no .txt, .jsonl or .parquet files inside")
-            files += found
-        elif path.suffix in FORMATS:
-            files.append(path)
-        else:
-            raise LmstackError(f"{path}: unsupported input; expected .txt, .jsonl, .parquet or a folder of them")
-    return files
+    """The .txt/.jsonl/.parquet files named or found (recursively, sorted) in the given folders."""
+    return input_files.find_files(inputs, FORMATS)
 
 
 def plan(files: list[Path], cfg: ReadConfig, stats: Stats) -> list[Task]:

@@ -77,7 +77,7 @@ def test_bad_paths_have_clear_errors(tmp_path):
     with pytest.raises(LmstackError, match="no such file"):
         find_files([str(tmp_path / "missing.jsonl")])
     (tmp_path / "a.csv").write_text("x", encoding="utf-8")
-    with pytest.raises(LmstackError, match="unsupported input"):
+    with pytest.raises(LmstackError, match="expected a .txt, .jsonl or .parquet file"):
         find_files([str(tmp_path / "a.csv")])
     (tmp_path / "empty").mkdir()
     with pytest.raises(LmstackError, match="no .txt, .jsonl or .parquet"):
