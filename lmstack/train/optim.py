@@ -15,7 +15,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, device_type: str) -> tor
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    fused = cfg.fused_optimizer if cfg.fused_optimizer is not None else device_type == "cuda"
+    fused = cfg.fused_optimizer if cfg.fused_optimizer is not None else device_type in ("cuda", "cpu")
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
 

@@ -1,0 +1,138 @@
+"""Text in, text out: ``generate`` and ``stream`` over a model and a tokenizer, and ``lmstack generate``.
+
+    generate(model, tokenizer, "Once upon a time", max_new_tokens=50, do_sample=True, top_p=0.9, seed=0)
+    for piece in stream(model, tokenizer, "Once upon a time"): print(piece, end="")
+
+Prompts are encoded as they are (no bos token: lmstack's corpora separate documents with eos only); an
+empty prompt starts from the bos token, or failing that the eos token (the start of a new document).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Iterator, Literal
+
+import torch
+
+from lmstack.data.tokenizer import Tokenizer
+from lmstack.generate.beam import beam_search
+from lmstack.generate.compiled import compiled_step
+from lmstack.generate.config import GenerationConfig
+from lmstack.generate.decode import decode
+from lmstack.generate.layout import decode_layout
+from lmstack.generate.text import TextStream
+from lmstack.model import Transformer
+from lmstack.model.hf import load_model
+
+
+def generate(model: Transformer, tokenizer: Tokenizer, prompt: str | list[str], config: GenerationConfig | None = None,
+             **overrides) -> str | list[str]:
+    """The continuation of ``prompt``, or of each prompt in a list (decoded together as one batch).
+
+    ``overrides`` are GenerationConfig fields, e.g. ``max_new_tokens=20, num_beams=3``.
+    """
+    config = _config(config, overrides)
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    streams = [TextStream(tokenizer, config.stop) for _ in prompts]
+    for _ in pieces(model, tokenizer, prompts, config, streams):
+        pass
+    texts = [s.text for s in streams]
+    return texts[0] if isinstance(prompt, str) else texts
+
+
+def stream(model: Transformer, tokenizer: Tokenizer, prompt: str, config: GenerationConfig | None = None,
+           **overrides) -> Iterator[str]:
+    """The continuation of ``prompt`` as text pieces, each yielded as soon as it is complete."""
+    config = _config(config, overrides)
+    for _, piece in pieces(model, tokenizer, [prompt], config, [TextStream(tokenizer, config.stop)]):
+        if piece:
+            yield piece
+
+
+def pieces(model: Transformer, tokenizer: Tokenizer, prompts: list[str], config: GenerationConfig,
+           streams: list[TextStream]) -> Iterator[tuple[int, str]]:
+    """(row, text piece) for a batch of prompts, in the order they are made; ``streams[row]`` holds each
+    row's tokens and text. Decoding stops early once every row has met eos or a stop string."""
+    ids = [_encode(tokenizer, p) for p in prompts]
+    eos, open_rows = tokenizer.eos_id, len(prompts)
+    for row, token in _tokens(model, ids, config, eos):
+        s = streams[row]
+        if s.done:
+            continue
+        yield row, s.finish() if token == eos else s.push(token)
+        open_rows -= s.done
+        if not open_rows:
+            return
+    for row, s in enumerate(streams):
+        if not s.done:
+            yield row, s.finish()
+
+
+def _tokens(model: Transformer, ids: list[list[int]], config: GenerationConfig,
+            eos: int | None) -> Iterator[tuple[int, int]]:
+    """(row, token) as the decoder makes them: step by step across the batch, or beam search row by row."""
+    if config.num_beams > 1:
+        for row, prompt in enumerate(ids):
+            for token in beam_search(model, prompt, config, eos):
+                yield row, token
+        return
+    step = compiled_step(model) if config.compile else None
+    for tokens in decode(model, ids, config, eos, step):
+        yield from enumerate(tokens.tolist())
+
+
+def _encode(tokenizer: Tokenizer, prompt: str) -> list[int]:
+    start = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
+    return tokenizer.encode(prompt) or ([start] if start is not None else [])
+
+
+def _config(config: GenerationConfig | None, overrides: dict) -> GenerationConfig:
+    return dataclasses.replace(config or GenerationConfig(), **overrides)
+
+
+def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", max_new_tokens: int = 64,
+                 min_new_tokens: int = 0, do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
+                 top_p: float = 1.0, repetition_penalty: float = 1.0, num_beams: int = 1,
+                 length_penalty: float = 1.0, early_stopping: bool | Literal["never"] = False,
+                 stop: list[str] | None = None, seed: int | None = None, compile: bool = False,
+                 dtype: Literal["float32", "bfloat16"] = "float32", stream: bool = True) -> dict:
+    """Continue one or more prompts with a model directory (greedy by default).
+
+    Args:
+        prompt: the text(s) to continue; several are decoded together as one batch
+        model: model directory (config.json, model.safetensors, tokenizer.json)
+        max_new_tokens: the most tokens to generate per prompt
+        min_new_tokens: eos is forbidden until this many tokens are made
+        do_sample: sample instead of greedy/beam decoding
+        temperature: sampling temperature (needs --do-sample)
+        top_k: sample from the k most probable tokens, 0 = all (needs --do-sample)
+        top_p: nucleus sampling: the smallest set of tokens holding this probability (needs --do-sample)
+        repetition_penalty: > 1 discourages tokens already present (CTRL)
+        num_beams: beam search with this many beams (1 = off)
+        length_penalty: beam score = sum log p / length ** length_penalty
+        early_stopping: beam search stops when num_beams are finished: true, false (heuristic) or never
+        stop: stop strings, cut from the output
+        seed: sampling seed (same seed, same text)
+        compile: torch.compile the decode step (slow to start, faster per token)
+        dtype: weights dtype; bfloat16 halves memory traffic on CPUs with bf16 support
+        stream: print the text as it is made (one prompt, without --json)
+    """
+    config = GenerationConfig(max_new_tokens, min_new_tokens, do_sample, temperature, top_k, top_p,
+                              repetition_penalty, num_beams, length_penalty, early_stopping, stop or [], seed, compile)
+    net = decode_layout(load_model(model, dtype=getattr(torch, dtype)).eval())
+    tokenizer = Tokenizer.load(model)
+    live = stream and len(prompt) == 1 and "--json" not in sys.argv  # --json keeps stdout for the result
+    streams = [TextStream(tokenizer, config.stop) for _ in prompt]
+    start = time.perf_counter()
+    for _, piece in pieces(net, tokenizer, prompt, config, streams):
+        if live:
+            print(piece, end="", flush=True)
+    seconds = time.perf_counter() - start
+    if live:
+        print()
+    tokens = [len(s.ids) for s in streams]
+    one = len(prompt) == 1
+    return {"prompt": prompt[0] if one else prompt, "completion": streams[0].text if one else [s.text for s in streams],
+            "tokens": tokens[0] if one else tokens, "tokens_per_s": sum(tokens) / seconds}

@@ -1,0 +1,71 @@
+"""Every logits processor equals transformers' processor of the same name, value for value."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers.generation.logits_process import (LogitsProcessorList, MinNewTokensLengthLogitsProcessor,
+                                                    RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
+                                                    TopKLogitsWarper, TopPLogitsWarper)
+
+from lmstack.generate.config import GenerationConfig
+from lmstack.generate.processors import process, repetition_penalty, seen_tokens, temperature, top_k, top_p
+
+V = 50
+
+
+def scores(seed: int, rows: int = 4) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(rows, V, generator=g) * 3
+    s[:, :5] = s[:, 5:10]  # ties, which top-k must keep together
+    return s
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**16), t=st.floats(0.05, 5.0), k=st.integers(1, V + 5), p=st.floats(0.01, 1.0))
+def test_warpers_match_transformers(seed, t, k, p):
+    s = scores(seed)
+    assert torch.equal(temperature(s, t), TemperatureLogitsWarper(t)(None, s))
+    assert torch.equal(top_k(s, k), TopKLogitsWarper(k)(None, s))
+    assert torch.equal(top_p(s, p), TopPLogitsWarper(p)(None, s))
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    s = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isfinite(top_p(s, 0.8)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(top_p(s, 0.81)).tolist() == [[True, True, True, False]]
+    assert torch.isfinite(top_p(s, 0.1)).tolist() == [[True, False, False, False]]
+
+
+@pytest.mark.parametrize("penalty", [0.7, 1.0, 1.3, 2.5])
+def test_repetition_penalty_matches_transformers(penalty):
+    s = scores(1)
+    ids = torch.randint(0, V, (4, 12), generator=torch.Generator().manual_seed(2))
+    ids[:, 6:] = ids[:, :6]  # repeats count once
+    ours = repetition_penalty(s, seen_tokens(ids.tolist(), V), penalty)
+    assert torch.equal(ours, RepetitionPenaltyLogitsProcessor(penalty)(ids, s.clone()))
+    if penalty > 1:  # a seen token never gains, an unseen one never changes
+        seen = seen_tokens(ids.tolist(), V)
+        assert (ours[seen] <= s[seen]).all() and torch.equal(ours[~seen], s[~seen])
+
+
+@pytest.mark.parametrize("step", [0, 3])
+def test_process_chains_like_transformers(step):
+    """Repetition penalty, min-new-tokens, temperature, top-k, top-p, in transformers' order."""
+    config = GenerationConfig(do_sample=True, temperature=0.7, top_k=20, top_p=0.8, repetition_penalty=1.2,
+                              min_new_tokens=2)
+    s, eos, prompt_len = scores(3), 7, 5
+    ids = torch.randint(0, V, (4, prompt_len + step), generator=torch.Generator().manual_seed(4))
+    theirs = LogitsProcessorList([
+        RepetitionPenaltyLogitsProcessor(1.2), MinNewTokensLengthLogitsProcessor(prompt_len, 2, eos),
+        TemperatureLogitsWarper(0.7), TopKLogitsWarper(20), TopPLogitsWarper(0.8)])(ids, s.clone())
+    assert torch.equal(process(s, config, seen_tokens(ids.tolist(), V), step, eos), theirs)
+    eos_scores = process(s, GenerationConfig(min_new_tokens=2), None, step, eos)[:, eos]
+    assert torch.equal(eos_scores, torch.full((4,), -float("inf")) if step < 2 else s[:, eos])
+
+
+def test_default_config_leaves_scores_untouched():
+    s = scores(5)
+    assert torch.equal(process(s, GenerationConfig(), None, 0, eos_id=3), s)
