@@ -134,21 +134,20 @@ class Run:
                 metrics.log({"iter": state.iter, "loss": loss, "lr": lr_at(state.iter - 1, cfg), "tokens": state.tokens,
                              "tokens_per_s": tps})
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
-            if state.iter % cfg.eval_interval == 0 or state.iter == cfg.max_iters:
+            evaluate = state.iter % cfg.eval_interval == 0 or state.iter == cfg.max_iters
+            if evaluate:
                 train_loss, val_loss = self.estimate(self.train_data), self.estimate(self.val_data)
                 state.best_val_loss = min(val_loss, state.best_val_loss or math.inf)
                 metrics.log({"iter": state.iter, "train_loss": train_loss, "val_loss": val_loss,
                              "val_ppl": math.exp(val_loss)})
                 bar.write(f"iter {state.iter}: train {train_loss:.4f}, val {val_loss:.4f} "
                           f"(ppl {math.exp(val_loss):.2f})", file=sys.stderr)
-            if state.iter % cfg.checkpoint_interval == 0 or state.iter % cfg.eval_interval == 0 or stop():
+            if evaluate or state.iter % cfg.checkpoint_interval == 0 or stop():
                 checkpoint()
             if stop():
                 bar.close()
                 raise LmstackError(f"interrupted at iteration {state.iter}; checkpoint saved in "
                                    f"{cfg.out / 'checkpoint'}; continue with --resume", exit_code=130)
-        if state.iter % cfg.checkpoint_interval and state.iter % cfg.eval_interval:
-            checkpoint()
         bar.close()
         wall = time.perf_counter() - t_start
         return {"iters": state.iter, "tokens": state.tokens, "loss": loss, "train_loss": train_loss,
