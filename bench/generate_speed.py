@@ -2,11 +2,13 @@
 
 Greedy, a 16-token random prompt, 256 new tokens (no eos, so every run makes all of them), fp32 for the peer.
 The peer loads the very model directory lmstack saved. Runs alternate lmstack and transformers and the
-median tokens/s of ``--repeats`` runs is reported (prefill included). lmstack variants:
+median tokens/s of ``--repeats`` runs is reported (prefill included), with its ratio to the peer's (and to
+the peer's reference figure given with the task, ``ratio_to_reference``). lmstack variants:
 
 * ``plain``: the decode loop on the model as loaded (fp32)
 * ``eager``: what ``lmstack generate`` runs: the same loop after ``decode_layout`` (fp32)
-* ``compile``: ``eager`` with the one-token step compiled by torch.compile; compile time reported separately
+* ``compile``: ``eager`` with the one-token step compiled by torch.compile (``--compile``); the first run,
+  compiling included, is reported as ``first_run_s``
 * ``bf16``: weights and cache in bfloat16 (half the memory traffic); ``bf16-compile``: both
 * agreement with the peer: ``tokens_identical``, ``token_agreement`` (fraction of positions) and
   ``common_prefix`` (tokens before the first difference in any row)
@@ -39,7 +41,7 @@ CONFIGS = {  # name: (model config, batch size)
     "gpt2-small": (preset("gpt2-small"), 1),
     "tiny-b8": (preset("tiny", vocab_size=65, block_size=1024), 8),
 }
-REFERENCE = {"tiny": 1178, "gpt2-small": 32.3, "tiny-b8": 130}  # transformers tokens/s measured on this machine
+REFERENCE = {"tiny": 1178, "gpt2-small": 32.3, "tiny-b8": 130}  # transformers tokens/s given with the task
 VARIANTS = ["plain", "eager", "compile", "bf16", "bf16-compile"]
 
 
@@ -86,6 +88,7 @@ def bench_config(name: str, variants: list[str], repeats: int) -> dict:
         assert out.shape == reference.shape, f"{name}/{v}: {tuple(out.shape)} tokens vs {tuple(reference.shape)}"
         tps = batch * NEW_TOKENS / statistics.median(seconds[v])
         result[v] = {"tokens_per_s": tps, "ratio": tps / result["transformers_tokens_per_s"],
+                     "ratio_to_reference": tps / REFERENCE[name],
                      "tokens_identical": bool(torch.equal(out, reference)),
                      "token_agreement": (out == reference).float().mean().item(),
                      "common_prefix": int((out == reference).all(dim=0).cumprod(dim=0).sum()), "first_run_s": warmup[v][0]}

@@ -2,5 +2,6 @@
 
 from lmstack.generate.api import generate, stream
 from lmstack.generate.config import GenerationConfig
+from lmstack.generate.layout import decode_layout
 
-__all__ = ["GenerationConfig", "generate", "stream"]
+__all__ = ["GenerationConfig", "decode_layout", "generate", "stream"]
