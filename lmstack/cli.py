@@ -10,11 +10,13 @@ The function returns a dict of figures: printed as one JSON object on stdout wit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import inspect
 import json
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any, Callable
@@ -44,7 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         fn = _resolve(COMMANDS[name][0])
         kwargs = parse_args(fn, rest, prog=f"lmstack {name}")
-        result = fn(**kwargs)
+        # With --json, stdout carries exactly one object: whatever the command prints goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            result = fn(**kwargs)
     except LmstackError as e:
         if debug:
             raise
@@ -143,7 +147,7 @@ def _overrides(extra: list[str]) -> dict[str, str]:
 
 def _strip_optional(hint: Any) -> Any:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType")) and len(args) == 1 else hint
+    return args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
 
 
 def _param_docs(fn: Callable[..., Any]) -> dict[str, str]:

@@ -46,3 +46,22 @@ def test_unknown_override_key(tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     out = lmstack("train", "--data", str(tmp_path / "missing"), "--debug")
     assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_json_keeps_stdout_for_the_result(capsys):
+    """Whatever a command prints (streamed text, say) goes to stderr under --json."""
+    from lmstack import cli
+
+    def talk() -> dict:
+        print("streamed text")
+        return {"ok": 1}
+
+    cli.COMMANDS["talk"] = ("x:talk", "")
+    try:
+        original, cli._resolve = cli._resolve, lambda target: talk
+        cli.main(["talk", "--json"])
+    finally:
+        cli._resolve = original
+        del cli.COMMANDS["talk"]
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"ok": 1} and "streamed text" in out.err

@@ -10,7 +10,6 @@ empty prompt starts from the bos token, or failing that the eos token (the start
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from typing import Iterator, Literal
 
@@ -127,7 +126,7 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", max_ne
                               seed=seed, compile=compile)
     net = decode_layout(load_model(model, dtype=getattr(torch, dtype)).eval())
     tokenizer = Tokenizer.load(model)
-    live = stream and len(prompt) == 1 and "--json" not in sys.argv  # --json keeps stdout for the result
+    live = stream and len(prompt) == 1  # with --json the CLI sends this to stderr
     streams = [TextStream(tokenizer, config.stop) for _ in prompt]
     start = time.perf_counter()
     for _, piece in pieces(net, tokenizer, prompt, config, streams):
