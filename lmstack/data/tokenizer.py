@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from lmstack.chat.template import DEFAULT_CHAT_TEMPLATE, render
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_path, read_json, write_json
 
@@ -107,6 +108,24 @@ class Tokenizer:
             raise LmstackError(f"this tokenizer has no {name} token")
         return i
 
+    def apply_chat_template(self, messages: list[dict], tools: list[dict] | None = None,
+                            add_generation_prompt: bool = False) -> str:
+        """The conversation as text, rendered as ``transformers``' ``apply_chat_template(tokenize=False)`` does."""
+        return render(messages, self.template(), tools, add_generation_prompt, **self.template_variables())
+
+    def template(self) -> str:
+        """The chat template; a tokenizer with ChatML markers but no template falls back to lmstack's ChatML."""
+        if self.chat_template is not None:
+            return self.chat_template
+        if self.token_to_id(IM_START) is None or self.token_to_id(IM_END) is None:
+            raise LmstackError("this tokenizer has no chat template and no <|im_start|>/<|im_end|> tokens to fall "
+                               "back on; add chat_template to its tokenizer_config.json")
+        return DEFAULT_CHAT_TEMPLATE
+
+    def template_variables(self) -> dict[str, str | None]:
+        """The special tokens ``apply_chat_template`` passes to every template."""
+        return {"bos_token": self.bos_token, "eos_token": self.eos_token, "pad_token": self.pad_token}
+
     def decode(self, ids: Iterable[int]) -> str:
         """Ids back to text, special tokens included (so decode(encode(s)) == s for every string)."""
         ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)  # numpy arrays and tensors too
@@ -175,7 +194,11 @@ def _content(token: str | dict | None) -> str | None:
 
 
 def _specials(special_tokens: Sequence[str]) -> dict[str, str | None]:
-    return {k: t if t in special_tokens else None for k, t in (("bos_token", BOS), ("eos_token", EOS), ("pad_token", PAD))}
+    """Our special tokens that ``special_tokens`` holds, and the ChatML template where it has the turn markers."""
+    found: dict[str, str | None] = {k: t if t in special_tokens else None
+                                    for k, t in (("bos_token", BOS), ("eos_token", EOS), ("pad_token", PAD))}
+    chatml = IM_START in special_tokens and IM_END in special_tokens
+    return {**found, "chat_template": DEFAULT_CHAT_TEMPLATE if chatml else None}
 
 
 def train_bpe(

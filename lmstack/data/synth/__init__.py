@@ -21,12 +21,12 @@ from typing import Iterator
 from tqdm import tqdm
 
 from lmstack.data.synth import arithmetic, facts, menu, qa, stories  # noqa: F401  (registers the sections)
-from lmstack.data.synth.registry import SECTIONS, doc, section
+from lmstack.data.synth.registry import DATASETS, SECTIONS, dataset, doc, section
 from lmstack.data.synth.world import World, build_world
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_open, write_json
 
-__all__ = ["SECTIONS", "World", "build_world", "doc", "generate_documents", "section", "synth"]
+__all__ = ["DATASETS", "SECTIONS", "World", "build_world", "dataset", "doc", "generate_documents", "section", "synth"]
 
 
 def generate_documents(seed: int = 0, scale: float = 1.0) -> Iterator[dict]:
@@ -52,7 +52,8 @@ def generate_documents(seed: int = 0, scale: float = 1.0) -> Iterator[dict]:
 
 
 def synth(out: Path = Path("runs/synth"), seed: int = 0, scale: float = 1.0) -> dict:
-    """Write the built-in bilingual corpus: pretrain.jsonl (text, kind, lang) and world.json (the facts).
+    """Write the built-in bilingual corpus: pretrain.jsonl (text, kind, lang), world.json (the facts) and each
+    task dataset as {name}_{split}.jsonl (say sft_train.jsonl and sft_test.jsonl).
 
     The same seed and scale always give byte-identical files.
 
@@ -70,11 +71,19 @@ def synth(out: Path = Path("runs/synth"), seed: int = 0, scale: float = 1.0) -> 
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
             kinds[record["kind"]] += 1
             n_bytes += len(record["text"].encode("utf-8"))
-    write_json(out / "world.json", build_world(seed).to_dict())
+    world = build_world(seed)
+    write_json(out / "world.json", world.to_dict())
+    datasets = {}
+    for name, make in DATASETS.items():
+        for split, records in make(world, random.Random(f"{seed}:dataset:{name}"), scale).items():
+            with atomic_open(out / f"{name}_{split}.jsonl") as f:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            datasets[f"{name}_{split}"] = len(records)
     return {
         "out": str(out),
         "documents": sum(kinds.values()),
         "text_bytes": n_bytes,
         "kinds": dict(sorted(kinds.items())),
+        "datasets": datasets,
         "seconds": round(time.perf_counter() - start, 2),
     }

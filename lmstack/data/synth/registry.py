@@ -9,6 +9,13 @@ A later feature adds its own kind of text (say, tool-use conversations) in its o
 
 and imports that module in ``lmstack/data/synth/__init__.py``. ``docs`` is how many documents the section
 contributes at ``--scale 1.0``; sections may yield forever, the generator takes only what it needs.
+
+A *dataset* is task data beside the pretraining text (instructions to tune on, passages and questions to
+retrieve and answer), written as ``OUT/{name}_{split}.jsonl``::
+
+    @dataset("sft")
+    def sft(world: World, rng: random.Random, scale: float) -> dict[str, list[dict]]:
+        return {"train": [...], "test": [...]}
 """
 
 from __future__ import annotations
@@ -39,6 +46,22 @@ def section(name: str, docs: int) -> Callable[[SectionFn], SectionFn]:
         if name in SECTIONS:
             raise ValueError(f"synth section '{name}' is registered twice")
         SECTIONS[name] = Section(name, docs, fn)
+        return fn
+
+    return register
+
+
+DatasetFn = Callable[[World, random.Random, float], dict[str, list[dict]]]
+DATASETS: dict[str, DatasetFn] = {}
+
+
+def dataset(name: str) -> Callable[[DatasetFn], DatasetFn]:
+    """Register ``fn`` as the dataset ``name``: it returns records per split, written to ``{name}_{split}.jsonl``."""
+
+    def register(fn: DatasetFn) -> DatasetFn:
+        if name in DATASETS:
+            raise ValueError(f"synth dataset '{name}' is registered twice")
+        DATASETS[name] = fn
         return fn
 
     return register
