@@ -25,7 +25,8 @@ from lmstack.errors import LmstackError
 from lmstack.io import atomic_path, read_json, write_json
 
 PAD, BOS, EOS, IM_START, IM_END = "<|pad|>", "<|bos|>", "<|eos|>", "<|im_start|>", "<|im_end|>"
-SPECIAL_TOKENS = [PAD, BOS, EOS, IM_START, IM_END] + [f"<|reserved_{i}|>" for i in range(3)]
+MASK = "<|mask|>"  # masked-language-model pretraining of encoders (BERT's [MASK])
+SPECIAL_TOKENS = [PAD, BOS, EOS, IM_START, IM_END, MASK] + [f"<|reserved_{i}|>" for i in range(2)]
 NO_MAX_LENGTH = int(1e30)  # what transformers writes for "no length limit"
 
 

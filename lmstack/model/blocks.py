@@ -79,6 +79,25 @@ class KVCache:
         self.k = [k.index_select(0, index) for k in self.k]
         self.v = [v.index_select(0, index) for v in self.v]
 
+    def mask(self, T: int, key_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """Which cached keys ``T`` new queries may see (None: plain causal); a cache with another layout
+        (say, one slot per request in a serving engine) overrides this, ``update`` and ``advance``."""
+        return attention_mask(T, self.pos, key_mask, self.k[0].device)
+
+    def advance(self, T: int) -> None:
+        self.pos += T
+
+
+def attention_mask(T: int, start: int, key_mask: torch.Tensor | None, device) -> torch.Tensor | None:
+    """None when plain causal attention (or one new token) will do; else a [B|1, 1, T, start+T] bool mask."""
+    if key_mask is None and (start == 0 or T == 1):
+        return None
+    S = start + T
+    causal = torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=start)
+    if key_mask is None:
+        return causal[None, None]
+    return causal[None, None] & key_mask[:, None, None, :S].bool()
+
 
 class Attention(nn.Module):
     """Causal self-attention with fused q/k/v projection, grouped-query heads and an optional KV cache."""

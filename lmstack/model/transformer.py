@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from lmstack.errors import LmstackError
-from lmstack.model.blocks import MLP, Attention, Block, KVCache, RMSNorm, RotaryEmbedding, SwiGLU, init_weights, layer_norm
+from lmstack.model.blocks import (MLP, Attention, Block, KVCache, RMSNorm, RotaryEmbedding, SwiGLU, attention_mask,
+                                  init_weights, layer_norm)
 from lmstack.model.config import ModelConfig
 
 
@@ -37,25 +38,32 @@ class Transformer(nn.Module):
         With ``cache``, ``idx`` continues the cached sequence and the cache advances by T. ``positions``
         ([B, T]) and ``key_mask`` ([B, S], True = real token) support left-padded batches.
         """
-        B, T = idx.shape
+        x = self.hidden_states(self.tok_emb(idx), cache, positions, key_mask)
+        return self.lm_head(x[:, -1:] if last_only else x)
+
+    def hidden_states(self, x: torch.Tensor, cache: KVCache | None = None, positions: torch.Tensor | None = None,
+                      key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The final (normed) hidden states for input embeddings ``x`` [B, T, n_embd].
+
+        Taking embeddings rather than ids lets prompt tuning prepend trained vectors, and the hidden states
+        serve as text embeddings (mean-pooled) as well as feeding ``lm_head``.
+        """
+        T = x.size(1)
         start = cache.pos if cache is not None else 0
         if start + T > self.config.block_size:
             raise LmstackError(f"sequence of {start + T} tokens exceeds the context of {self.config.block_size}")
         if positions is None:
-            positions = torch.arange(start, start + T, device=idx.device)
-        x = self.tok_emb(idx)
+            positions = torch.arange(start, start + T, device=x.device)
         if self.pos_emb is not None:
             x = x + self.pos_emb(positions)
         x = self.drop(x)
         rope_cs = self.rope(positions) if self.rope is not None else None
-        mask = attention_mask(T, start, key_mask, idx.device)
+        mask = cache.mask(T, key_mask) if cache is not None else attention_mask(T, 0, key_mask, x.device)
         for i, block in enumerate(self.blocks):
             x = block(x, rope_cs, cache, i, mask)
         if cache is not None:
-            cache.pos += T
-        if last_only:
-            x = x[:, -1:]
-        return self.lm_head(self.norm_f(x))
+            cache.advance(T)
+        return self.norm_f(x)
 
     def new_cache(self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> KVCache:
         p = self.tok_emb.weight
@@ -72,17 +80,6 @@ class Transformer(nn.Module):
         """Training FLOPs per token: 6N for the matmuls plus 12·L·d·T for attention (Kaplan et al. 2020)."""
         c = self.config
         return 6 * self.num_params() + 12 * c.n_layer * c.n_head * c.head_dim * (seq_len or c.block_size)
-
-
-def attention_mask(T: int, start: int, key_mask: torch.Tensor | None, device) -> torch.Tensor | None:
-    """None when plain causal attention (or one new token) will do; else a [B|1, 1, T, start+T] bool mask."""
-    if key_mask is None and (start == 0 or T == 1):
-        return None
-    S = start + T
-    causal = torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=start)
-    if key_mask is None:
-        return causal[None, None]
-    return causal[None, None] & key_mask[:, None, None, :S].bool()
 
 
 def build_model(config: ModelConfig) -> Transformer:
