@@ -59,7 +59,7 @@ def build_run(name: str, train: ArrayData, val: ArrayData, vocab: int, iters: in
     torch.manual_seed(cfg.seed)
     model = build_model(preset("tiny", vocab_size=vocab))
     return Run(model, build_optimizer(model, cfg, "cpu"), cfg, train, val, torch.Generator().manual_seed(cfg.seed),
-               torch.device("cpu"))
+               torch.device("cpu"), model.config.block_size)
 
 
 def run_interleaved(names: list[str], train: ArrayData, val: ArrayData, vocab: int, iters: int) -> list[dict]:

@@ -30,6 +30,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("lmstack.data.prepare:prepare", "train/reuse a tokenizer and write token shards"),
     "train": ("lmstack.train.loop:train", "pretrain a Transformer on prepared shards"),
     "generate": ("lmstack.generate.api:generate_cli", "decode text: greedy, beam or sampling"),
+    "finetune": ("lmstack.adapt.finetune:finetune", "instruction-tune: full, lora, adapter, prefix or prompt"),
+    "merge": ("lmstack.adapt.merge:merge_adapter", "fold a LoRA adapter into its base model"),
+    "chat-eval": ("lmstack.eval.chat:chat_eval", "exact match of chat replies on test conversations"),
     "eval": ("lmstack.eval.perplexity:evaluate", "cross-entropy, perplexity and bits per byte"),
     "demo": ("lmstack.demo:demo", "the whole pipeline on the built-in corpus, with a report"),
 }

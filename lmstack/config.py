@@ -69,8 +69,16 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
-    """A dataclass as plain YAML/JSON-able values."""
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(obj).items()}
+    """A dataclass as plain YAML/JSON-able values (paths, also inside lists and nested configs, as strings)."""
+    return _plain(dataclasses.asdict(obj))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
 
 
 def coerce(value: Any, hint: Any, where: str) -> Any:

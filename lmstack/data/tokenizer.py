@@ -80,6 +80,12 @@ class Tokenizer:
         with self._specials(specials):
             return self._wrap(self.backend.encode(text, add_special_tokens=False).ids, bos, eos)
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids of ``text`` (special tokens recognised) and each token's (start, end) character span in it."""
+        with self._specials(True):
+            encoding = self.backend.encode(text, add_special_tokens=False)
+        return encoding.ids, encoding.offsets
+
     def encode_batch(self, texts: Sequence[str], bos: bool = False, eos: bool = False,
                      specials: bool = True) -> list[list[int]]:
         """Encode many texts at once, in parallel on all cores (the fast path for data preparation)."""

@@ -15,7 +15,8 @@ from typing import Iterator, Literal
 
 import torch
 
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.adapt.methods import load_adapted
+from lmstack.data.tokenizer import IM_END, Tokenizer
 from lmstack.generate.beam import beam_search
 from lmstack.generate.compiled import compiled_step
 from lmstack.generate.config import GenerationConfig
@@ -23,7 +24,6 @@ from lmstack.generate.decode import decode
 from lmstack.generate.layout import decode_layout
 from lmstack.generate.text import TextStream
 from lmstack.model import Transformer
-from lmstack.model.hf import load_model
 
 
 def generate(model: Transformer, tokenizer: Tokenizer, prompt: str | list[str], config: GenerationConfig | None = None,
@@ -92,7 +92,8 @@ def _config(config: GenerationConfig | None, overrides: dict) -> GenerationConfi
     return dataclasses.replace(config or GenerationConfig(), **overrides)
 
 
-def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", max_new_tokens: int = 64,
+def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", adapter: str | None = None,
+                 chat: bool = False, max_new_tokens: int = 64,
                  min_new_tokens: int = 0, do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 1.0, repetition_penalty: float = 1.0, num_beams: int = 1,
                  length_penalty: float = 1.0, early_stopping: bool | Literal["never"] = False,
@@ -103,6 +104,8 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", max_ne
     Args:
         prompt: the text(s) to continue; several are decoded together as one batch
         model: model directory (config.json, model.safetensors, tokenizer.json)
+        adapter: adapter directory to apply (LoRA, bottleneck adapter, prefix or prompt; from lmstack finetune)
+        chat: treat each prompt as a user message: render it with the chat template and stop at the turn's end
         max_new_tokens: the most tokens to generate per prompt
         min_new_tokens: eos is forbidden until this many tokens are made
         do_sample: sample instead of greedy/beam decoding
@@ -124,8 +127,12 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", max_ne
                               repetition_penalty=repetition_penalty, num_beams=num_beams,
                               length_penalty=length_penalty, early_stopping=early_stopping, stop=stop or [],
                               seed=seed, compile=compile)
-    net = decode_layout(load_model(model, dtype=getattr(torch, dtype)).eval())
-    tokenizer = Tokenizer.load(model)
+    net, tokenizer = load_adapted(model, adapter, dtype=getattr(torch, dtype))
+    net = decode_layout(net)
+    if chat:
+        prompt = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True)
+                  for p in prompt]
+        config = dataclasses.replace(config, stop=[*config.stop, IM_END])
     live = stream and len(prompt) == 1  # with --json the CLI sends this to stderr
     streams = [TextStream(tokenizer, config.stop) for _ in prompt]
     start = time.perf_counter()

@@ -197,6 +197,35 @@ def from_hf_state(hf: dict[str, torch.Tensor], model: Transformer, source: str) 
     return out
 
 
+@dataclass(frozen=True)
+class LinearSlice:
+    """Rows [start, end) of our linear layer ``module`` are Hugging Face's linear layer ``hf_module``."""
+    module: str  # e.g. "blocks.0.attn.qkv"
+    hf_module: str  # e.g. "model.layers.0.self_attn.q_proj"
+    start: int
+    end: int
+    transposed: bool  # Hugging Face stores it as GPT-2's Conv1D ([in, out]): peft's fan_in_fan_out
+
+
+def linear_slices(model: Transformer) -> list[LinearSlice]:
+    """Every linear layer inside the blocks under its Hugging Face module name(s): what PEFT methods target,
+    and how an adapter trained here lines up with the exported model (and with peft)."""
+    out = []
+    for rule in _rules(model.config):
+        module = rule.ours.removesuffix(".weight")
+        if not (rule.ours.endswith(".weight") and module.startswith("blocks.")):
+            continue
+        rows = getattr(model.get_submodule(module), "out_features", None)  # linear layers (adapted ones too)
+        if rows is None:
+            continue
+        sizes = _split_sizes(rule, model.config) if len(rule.theirs) > 1 else [rows]
+        start = 0
+        for name, size in zip(rule.theirs, sizes):
+            out.append(LinearSlice(module, name.removesuffix(".weight"), start, start + size, rule.transpose))
+            start += size
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- files
 
 def save_model(model: Transformer, path: str | Path, tokenizer=None, generation_config: dict | None = None) -> Path:

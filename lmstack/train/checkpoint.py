@@ -1,7 +1,8 @@
-"""Resumable checkpoints: a model directory (Hugging Face format) plus the trainer's state.
+"""Resumable checkpoints: the trained weights plus the trainer's state.
 
-``out/checkpoint/`` holds ``config.json``, ``model.safetensors``, the tokenizer, and ``trainer_state.pt``
-(optimizer moments, RNG states, the data sampler's generator) + ``trainer_state.json`` (iteration, config).
+``out/checkpoint/`` holds the weights as the run writes them (a Hugging Face model directory when
+pretraining; an adapter directory when fine-tuning with a PEFT method), and ``trainer_state.pt`` (optimizer
+moments, RNG states, the data sampler's generator) + ``trainer_state.json`` (iteration, config).
 The folder is swapped in whole (``atomic_dir``), so ``kill -9`` at any moment leaves the previous checkpoint.
 """
 
@@ -9,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
 
 from lmstack.config import to_dict
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json
-from lmstack.model.hf import load_model, write_model_files
-from lmstack.model.transformer import Transformer
 
 
 @dataclass
@@ -26,22 +27,24 @@ class TrainerState:
     best_val_loss: float | None = None
 
 
-def save_checkpoint(path: Path, model: Transformer, optimizer: torch.optim.Optimizer, state: TrainerState,
-                    data_rng: torch.Generator, tokenizer=None, config=None) -> None:
+def save_checkpoint(path: Path, write_weights: Callable[[Path], None], optimizer: torch.optim.Optimizer,
+                    state: TrainerState, data_rng: torch.Generator, config=None) -> None:
+    """``write_weights(folder)`` writes the model (or adapter) files into the checkpoint being assembled."""
     with atomic_dir(path) as tmp:
-        write_model_files(model, tmp, tokenizer)
+        write_weights(tmp)
         torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                     "data_rng": data_rng.get_state()}, tmp / "trainer_state.pt")
         write_json(tmp / "trainer_state.json", {**state.__dict__, "config": to_dict(config) if config else None})
 
 
-def load_checkpoint(path: Path, optimizer_factory, data_rng: torch.Generator, device: str
-                    ) -> tuple[Transformer, torch.optim.Optimizer, TrainerState]:
-    """Restore model, optimizer, RNGs and counters; ``optimizer_factory(model)`` builds the optimizer."""
+def load_checkpoint(path: Path, load_weights: Callable[[Path], nn.Module], optimizer_factory,
+                    data_rng: torch.Generator) -> tuple[nn.Module, torch.optim.Optimizer, TrainerState]:
+    """Restore model, optimizer, RNGs and counters; ``load_weights(folder)`` rebuilds the model from what
+    ``save_checkpoint``'s ``write_weights`` wrote, ``optimizer_factory(model)`` builds the optimizer."""
     if not (path / "trainer_state.pt").is_file():
         raise LmstackError(f"{path}: no checkpoint to resume from (trainer_state.pt missing)")
-    model = load_model(path, device=device)
+    model = load_weights(path)
     try:
         saved = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
     except Exception as e:  # a torn or foreign file: name it, never unpickle arbitrary objects

@@ -1,4 +1,8 @@
-"""``TrainConfig``: the single source of truth for a training run (YAML and ``--key value`` only fill it)."""
+"""Training configs, the single source of truth for a run (YAML and ``--key value`` only fill them).
+
+``LoopConfig`` holds what every training loop needs (optimizer, schedule, evaluation, checkpoints, precision);
+``TrainConfig`` (pretraining) and ``FinetuneConfig`` (``lmstack.adapt``) add what their data and model are.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,7 @@ from lmstack.model.config import ModelConfig
 
 
 @dataclass
-class TrainConfig:
-    data: Path = Path("data")  # a folder written by `lmstack prepare`
-    out: Path = Path("runs/train")
-    model: ModelConfig = field(default_factory=ModelConfig)  # vocab_size is taken from the data's tokenizer
+class LoopConfig:
     batch_size: int = 12
     grad_accum: int = 1
     max_iters: int = 2000
@@ -43,3 +44,10 @@ class TrainConfig:
                 raise LmstackError(f"{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise LmstackError(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr} min_lr={self.min_lr}")
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    data: Path = Path("data")  # a folder written by `lmstack prepare`
+    out: Path = Path("runs/train")
+    model: ModelConfig = field(default_factory=ModelConfig)  # vocab_size is taken from the data's tokenizer

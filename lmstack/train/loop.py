@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +25,10 @@ from lmstack.data.shards import TokenShards
 from lmstack.data.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.io import write_json
-from lmstack.model.hf import save_model
+from lmstack.model.hf import load_model, save_model, write_model_files
 from lmstack.model.transformer import Transformer, build_model
 from lmstack.train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
-from lmstack.train.config import TrainConfig
+from lmstack.train.config import LoopConfig, TrainConfig
 from lmstack.train.metrics import MetricsLog, plot_losses
 from lmstack.train.optim import build_optimizer, lr_at
 
@@ -56,7 +57,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         return build_optimizer(m, cfg, device.type)
 
     if resume:
-        model, optimizer, state = load_checkpoint(ckpt, make_optimizer, data_rng, str(device))
+        model, optimizer, state = load_checkpoint(ckpt, lambda p: load_model(p, device=str(device)), make_optimizer,
+                                                  data_rng)
         if model.config != model_cfg:
             raise LmstackError(f"{ckpt}: checkpoint model {_diff(model.config, model_cfg)}; resume with its config")
     else:
@@ -64,46 +66,55 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         optimizer, state = make_optimizer(model), TrainerState(iter=0, tokens=0)
     write_json(cfg.out / "train_config.json", to_dict(cfg))
     metrics = MetricsLog(cfg.out / "metrics.jsonl", resume_iter=state.iter if resume else None)
-    run = Run(model, optimizer, cfg, train_data, val_data, data_rng, device)
-    with _stop_on_signal() as stop:
-        result = run.loop(state, metrics, lambda: save_checkpoint(ckpt, model, optimizer, state, data_rng,
-                                                                  tokenizer, cfg), stop)
+    run = Run(model, optimizer, cfg, train_data, val_data, data_rng, device, model_cfg.block_size)
+    with stop_on_signal() as stop:
+        write = lambda folder: write_model_files(model, folder, tokenizer)  # noqa: E731
+        result = run.loop(state, metrics, lambda: save_checkpoint(ckpt, write, optimizer, state, data_rng, cfg), stop)
     save_model(model, cfg.out / "model", tokenizer)
     plot_losses(metrics.read(), cfg.out / "loss.png", title=f"{model_cfg.family} · {model.num_params():,} params")
     return {**result, "out": str(cfg.out), "model": str(cfg.out / "model"), "params": model.num_params()}
 
 
-class Run:
-    """The state one training loop needs, so each step reads as the math."""
+class Batches(Protocol):
+    """A source of training examples: ``TokenShards`` (pretraining) or ``adapt.data.SFTBatches`` (fine-tuning)."""
 
-    def __init__(self, model, optimizer, cfg: TrainConfig, train_data: TokenShards, val_data: TokenShards,
-                 data_rng: torch.Generator, device: torch.device):
+    def batch(self, batch_size: int, block: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs [B, T] and next-token targets [B, T] (-100 where no loss is taken)."""
+
+
+class Run:
+    """The state one training loop needs, so each step reads as the math. Every objective (pretraining,
+    fine-tuning with any adaptation method) runs through this one loop."""
+
+    def __init__(self, model, optimizer, cfg: LoopConfig, train_data: Batches, val_data: Batches,
+                 data_rng: torch.Generator, device: torch.device, block: int):
         self.model, self.optimizer, self.cfg = model, optimizer, cfg
         self.train_data, self.val_data, self.data_rng, self.device = train_data, val_data, data_rng, device
-        self.block = model.config.block_size
+        self.block = block  # the longest sequence a batch may hold
         self.forward = torch.compile(model) if cfg.compile else model
         bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_is_native(device))
         self.autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
-    def step(self, it: int) -> float:
-        """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss."""
+    def step(self, it: int) -> tuple[float, int]:
+        """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss and the tokens read."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(it, self.cfg)
-        total = 0.0
+        total, tokens = 0.0, 0
         for _ in range(self.cfg.grad_accum):
             x, y = self.train_data.batch(self.cfg.batch_size, self.block, self.data_rng)
             with self.autocast():
                 loss = causal_lm_loss(self.forward(x.to(self.device)), y.to(self.device)) / self.cfg.grad_accum
             loss.backward()
             total += loss.item()
+            tokens += x.numel()
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return total
+        return total, tokens
 
     @torch.no_grad()
-    def estimate(self, data: TokenShards) -> float:
+    def estimate(self, data: Batches) -> float:
         """Mean loss over ``eval_iters`` batches drawn with a fixed seed (the training RNG is untouched)."""
         self.model.eval()
         rng = torch.Generator().manual_seed(self.cfg.seed + 1)
@@ -116,21 +127,21 @@ class Run:
         return sum(losses) / len(losses)
 
     def loop(self, state: TrainerState, metrics: MetricsLog, checkpoint, stop) -> dict:
-        cfg, tokens_per_step = self.cfg, self.cfg.batch_size * self.cfg.grad_accum * self.block
+        cfg = self.cfg
         self.model.train()
         bar = tqdm(total=cfg.max_iters, initial=state.iter, file=sys.stderr, unit="it", mininterval=1.0,
                    dynamic_ncols=True, desc="train")
-        t_start, t_window, it_window = time.perf_counter(), time.perf_counter(), state.iter
+        t_start, t_window, tokens_window = time.perf_counter(), time.perf_counter(), state.tokens
         val_loss = train_loss = loss = math.nan
         while state.iter < cfg.max_iters:
-            loss = self.step(state.iter)
+            loss, tokens = self.step(state.iter)
             state.iter += 1
-            state.tokens += tokens_per_step
+            state.tokens += tokens
             bar.update(1)
             if state.iter % cfg.log_interval == 0:
                 now = time.perf_counter()
-                tps = (state.iter - it_window) * tokens_per_step / (now - t_window)
-                t_window, it_window = now, state.iter
+                tps = (state.tokens - tokens_window) / (now - t_window)
+                t_window, tokens_window = now, state.tokens
                 metrics.log({"iter": state.iter, "loss": loss, "lr": lr_at(state.iter - 1, cfg), "tokens": state.tokens,
                              "tokens_per_s": tps})
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
@@ -156,7 +167,7 @@ class Run:
 
 
 @contextlib.contextmanager
-def _stop_on_signal():
+def stop_on_signal():
     """Ctrl-C / SIGTERM ask the loop to stop after the current step (and checkpoint) instead of dying mid-write."""
     requested = []
     handler = lambda *_: requested.append(True)  # noqa: E731

@@ -1,0 +1,77 @@
+"""``lmstack chat-eval``: how often a chat model's reply is exactly the reference reply.
+
+Each test conversation is cut before its last assistant turn; the model continues it greedily (prompts
+batched) and the reply is compared with the reference after stripping surrounding whitespace. Exact match
+is strict on purpose: the synthetic answers are deterministic sentences, so anything else is an error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lmstack.data.conversations import Format, read_conversations
+from lmstack.data.tokenizer import IM_END, Tokenizer
+from lmstack.errors import LmstackError
+from lmstack.generate.api import generate
+
+
+def exact_match(model: nn.Module, tokenizer: Tokenizer, conversations: list[dict], max_new_tokens: int = 96,
+                batch_size: int = 16) -> dict:
+    """Exact-match accuracy of the last assistant turn of each conversation, overall and per ``kind``."""
+    prompts, references = [], []
+    for c in conversations:
+        last = max((i for i, m in enumerate(c["messages"]) if m["role"] == "assistant"), default=None)
+        if last is None:
+            raise LmstackError("a test conversation has no assistant turn to compare with")
+        prompts.append(tokenizer.apply_chat_template(c["messages"][:last], c.get("tools"), add_generation_prompt=True))
+        references.append((c["messages"][last].get("content") or "").strip())
+    replies = []
+    with torch.inference_mode():
+        for start in range(0, len(prompts), batch_size):
+            replies += generate(model, tokenizer, prompts[start:start + batch_size], max_new_tokens=max_new_tokens,
+                                stop=[IM_END])
+    hits = [r.strip() == ref for r, ref in zip(replies, references)]
+    by_kind: dict[str, list[bool]] = defaultdict(list)
+    for c, hit in zip(conversations, hits):
+        by_kind[c.get("kind", "all")].append(hit)
+    return {"exact_match": sum(hits) / len(hits), "n": len(hits),
+            "by_kind": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())},
+            "examples": [{"reference": ref, "reply": r.strip()} for r, ref in list(zip(replies, references))[:3]]}
+
+
+def chat_eval(model: str, data: list[str], adapter: str | None = None, format: Format = "auto",
+              limit: int | None = None, max_new_tokens: int = 96) -> dict:
+    """Exact match of a model's (or model + adapter's) replies against test conversations.
+
+    Args:
+        model: base model directory
+        data: test conversations (.json/.jsonl: alpaca, sharegpt or openai messages)
+        adapter: adapter directory from `lmstack finetune` (LoRA, adapter, prefix, prompt)
+        format: the data format, or auto
+        limit: score only the first N conversations
+        max_new_tokens: the longest reply generated
+    """
+    from lmstack.adapt.methods import load_adapted
+
+    net, tokenizer = load_adapted(model, adapter)
+    conversations = [c | {"kind": c.get("kind", "all")} for path in data for c in _with_kind(Path(path), format)]
+    start = time.perf_counter()
+    result = exact_match(net, tokenizer, conversations[:limit], max_new_tokens)
+    return {**result, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def _with_kind(path: Path, format: Format) -> list[dict]:
+    """Conversations with the record's ``kind`` (the synthetic data's task name) kept for the breakdown."""
+    import json
+
+    conversations = read_conversations(path, format)
+    if path.suffix == ".jsonl":
+        kinds = [json.loads(line).get("kind", "all") for line in path.read_text(encoding="utf-8").splitlines()
+                 if line.strip()]
+        return [c | {"kind": k} for c, k in zip(conversations, kinds)]
+    return conversations
