@@ -33,6 +33,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("lmstack.adapt.finetune:finetune", "instruction-tune: full, lora, adapter, prefix or prompt"),
     "merge": ("lmstack.adapt.merge:merge_adapter", "fold a LoRA adapter into its base model"),
     "chat-eval": ("lmstack.eval.chat:chat_eval", "exact match of chat replies on test conversations"),
+    "chat": ("lmstack.chat.terminal:chat", "chat with a model in the terminal (streaming, tools)"),
+    "serve": ("lmstack.serve.app:serve", "OpenAI-compatible API server with continuous batching and a chat page"),
+    "index": ("lmstack.retrieval.index:index", "build a BM25 / dense / hybrid retrieval index over passages"),
+    "search": ("lmstack.retrieval.index:search", "search an index: BM25, dense or hybrid, optionally reranked"),
+    "ir-eval": ("lmstack.eval.ir:ir_eval", "recall@k, MRR@k, nDCG@k and MAP of a run against TREC qrels"),
+    "train-dense": ("lmstack.retrieval.dual_encoder:train_dense", "train a dual encoder (in-batch + hard negatives)"),
+    "train-rerank": ("lmstack.retrieval.cross_encoder:train_rerank", "train a cross-encoder reranker"),
     "eval": ("lmstack.eval.perplexity:evaluate", "cross-entropy, perplexity and bits per byte"),
     "demo": ("lmstack.demo:demo", "the whole pipeline on the built-in corpus, with a report"),
 }

@@ -44,7 +44,7 @@ def demo(out: Path = Path("runs/demo"), max_iters: int | None = None, vocab_size
     corpus = synth(out=out / "corpus")
     timings["synth"] = time.perf_counter() - t0
     _say("2/5 training a byte-level BPE tokenizer and writing token shards")
-    data = prepare([out / "corpus" / "pretrain.jsonl"], out=out / "data", vocab_size=vocab_size)
+    data = prepare([out / "corpus" / "pretrain.jsonl"], out=out / "data", vocab_size=vocab_size, chat_markup=True)
     baseline = unigram_baseline(out / "data")
     timings["prepare"] = time.perf_counter() - t0 - sum(timings.values())
     _say(f"   unigram baseline: {baseline:.3f} nats/token (perplexity {math.exp(baseline):.1f})")

@@ -33,7 +33,7 @@ from lmstack.model.hf import load_model, save_model, write_model_files
 from lmstack.train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
 from lmstack.train.config import LoopConfig
 from lmstack.train.loop import Run, resolve_device, stop_on_signal
-from lmstack.train.metrics import MetricsLog, plot_losses
+from lmstack.train.metrics import MetricsLog, peak_memory_mb, plot_losses
 from lmstack.train.optim import build_optimizer
 
 Method = Literal["full", "lora", "adapter", "prefix", "prompt"]
@@ -118,7 +118,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
         saved = save_model(model, cfg.out / "model", tokenizer)
     plot_losses(metrics.read(), cfg.out / "loss.png", title=f"{cfg.method} fine-tuning · "
                 f"{params['trainable_params']:,} of {params['total_params']:,} parameters trained")
-    return {**result, **params, **data_stats, "method": cfg.method, "out": str(cfg.out), "saved": str(saved)}
+    return {**result, **params, **data_stats, "method": cfg.method, "peak_memory_mb": round(peak_memory_mb(device), 1),
+            "out": str(cfg.out), "saved": str(saved)}
 
 
 def _datasets(cfg: FinetuneConfig, tokenizer: Tokenizer, block: int) -> tuple[SFTBatches, SFTBatches, dict]:

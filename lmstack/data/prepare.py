@@ -10,7 +10,8 @@ Inputs are .txt and .jsonl files, or folders searched recursively for them (sort
   Blank lines and empty texts are skipped.
 
 Every document is followed by the eos token; special-token strings inside a text are encoded as plain
-text, so a document that happens to contain "<|eos|>" cannot fake a boundary. A document goes to the
+text, so a document that happens to contain "<|eos|>" cannot fake a boundary (``--chat-markup`` makes the
+chat template's turn markers ``<|im_start|>``/``<|im_end|>`` special tokens, for corpora with chat text). A document goes to the
 validation split when a keyed hash of its bytes falls under ``val_fraction``: reproducible, independent of
 file order, and exact duplicates never straddle train and val. Tokens go to ``{split}_NNN.bin`` (raw ``uint16`` when the vocabulary fits, else
 ``uint32``), written under temp names and renamed at the end; ``manifest.json`` is written last, so a
@@ -24,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import random
+import re
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lmstack.data import files as input_files
-from lmstack.data.tokenizer import Tokenizer, train_bpe, train_char
+from lmstack.data.tokenizer import IM_END, IM_START, Tokenizer, train_bpe, train_char
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_path, write_json
 
@@ -54,6 +56,7 @@ def prepare(
     seed: int = 0,
     tokenizer_sample_mb: float = 64.0,
     shard_tokens: int = 100_000_000,
+    chat_markup: bool = False,
 ) -> dict:
     """Train (or reuse) a tokenizer and write train/val token shards plus manifest.json.
 
@@ -66,6 +69,7 @@ def prepare(
         seed: key of the hash that splits documents, and of the tokenizer's training sample
         tokenizer_sample_mb: train the tokenizer on at most this many MB of training documents
         shard_tokens: tokens per shard file
+        chat_markup: encode <|im_start|> and <|im_end|> in the text as the special tokens (chat-formatted text)
     """
     start = time.perf_counter()
     if not 0 <= val_fraction < 1:
@@ -84,7 +88,7 @@ def prepare(
 
     with contextlib.ExitStack() as stack:  # on any error, the temp shards are deleted
         writers = {s: ShardWriter(out, s, dtype, shard_tokens, stack) for s in SPLITS}
-        stats = encode_corpus(files, tok, split_of, writers, total_bytes)
+        stats = encode_corpus(files, tok, split_of, writers, total_bytes, chat_markup)
         (out / "manifest.json").unlink(missing_ok=True)  # no manifest while old and new shards mix
     for w in writers.values():
         w.remove_stale()
@@ -257,8 +261,23 @@ class ShardWriter:
                 path.unlink()
 
 
+def _encode_batch(tok: Tokenizer, texts: list[str], chat_markup: bool) -> list[list[int]]:
+    """Each text + eos; special-token strings are plain text, except the turn markers with ``chat_markup``."""
+    if not chat_markup:
+        return tok.encode_batch(texts, eos=True, specials=False)
+    marker = re.compile(f"({re.escape(IM_START)}|{re.escape(IM_END)})")
+    out = []
+    for text in texts:
+        parts = marker.split(text)  # odd positions are the markers
+        ids = [i for n, part in enumerate(parts) if part
+               for i in (tok.encode(part) if n % 2 else tok.encode(part, specials=False))]
+        out.append(ids + [tok.eos_id])
+    return out
+
+
 def encode_corpus(files: list[Path], tok: Tokenizer, split_of: Callable[[bytes], str],
-                  writers: dict[str, ShardWriter], total_bytes: int) -> dict[str, dict[str, int]]:
+                  writers: dict[str, ShardWriter], total_bytes: int, chat_markup: bool = False
+                  ) -> dict[str, dict[str, int]]:
     """Encode every document (+ eos) into its split's shards; return documents and UTF-8 bytes per split.
 
     The tokenizer releases the GIL, so one batch is encoded in a worker thread while this thread reads and
@@ -270,7 +289,7 @@ def encode_corpus(files: list[Path], tok: Tokenizer, split_of: Callable[[bytes],
         pending = None
         for texts in _batches(chain.from_iterable(map(read_documents, files))):
             # special-token strings inside a text ("<|eos|>") are encoded as plain text
-            encoded = pool.submit(tok.encode_batch, texts, eos=True, specials=False)
+            encoded = pool.submit(_encode_batch, tok, texts, chat_markup)
             data = [t.encode("utf-8") for t in texts]
             job = (data, [split_of(d) for d in data], encoded)
             if pending:

@@ -3,6 +3,7 @@
 Each test conversation is cut before its last assistant turn; the model continues it greedily (prompts
 batched) and the reply is compared with the reference after stripping surrounding whitespace. Exact match
 is strict on purpose: the synthetic answers are deterministic sentences, so anything else is an error.
+A conversation whose prompt leaves no room in the model's context is skipped and counted.
 """
 
 from __future__ import annotations
@@ -23,13 +24,19 @@ from lmstack.generate.api import generate
 def exact_match(model: nn.Module, tokenizer: Tokenizer, conversations: list[dict], max_new_tokens: int = 96,
                 batch_size: int = 16) -> dict:
     """Exact-match accuracy of the last assistant turn of each conversation, overall and per ``kind``."""
-    prompts, references = [], []
+    prompts, references, kept = [], [], []
     for c in conversations:
         last = max((i for i, m in enumerate(c["messages"]) if m["role"] == "assistant"), default=None)
         if last is None:
             raise LmstackError("a test conversation has no assistant turn to compare with")
-        prompts.append(tokenizer.apply_chat_template(c["messages"][:last], c.get("tools"), add_generation_prompt=True))
+        prompt = tokenizer.apply_chat_template(c["messages"][:last], c.get("tools"), add_generation_prompt=True)
+        if len(tokenizer.encode(prompt)) >= model.config.block_size:
+            continue  # no room to answer: counted as skipped
+        prompts.append(prompt)
         references.append((c["messages"][last].get("content") or "").strip())
+        kept.append(c)
+    if not kept:
+        raise LmstackError(f"every test conversation is longer than the model's {model.config.block_size}-token context")
     replies = []
     with torch.inference_mode():
         for start in range(0, len(prompts), batch_size):
@@ -37,14 +44,14 @@ def exact_match(model: nn.Module, tokenizer: Tokenizer, conversations: list[dict
                                 stop=[IM_END])
     hits = [r.strip() == ref for r, ref in zip(replies, references)]
     by_kind: dict[str, list[bool]] = defaultdict(list)
-    for c, hit in zip(conversations, hits):
+    for c, hit in zip(kept, hits):
         by_kind[c.get("kind", "all")].append(hit)
-    return {"exact_match": sum(hits) / len(hits), "n": len(hits),
+    return {"exact_match": sum(hits) / len(hits), "n": len(hits), "skipped_too_long": len(conversations) - len(kept),
             "by_kind": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())},
             "examples": [{"reference": ref, "reply": r.strip()} for r, ref in list(zip(replies, references))[:3]]}
 
 
-def chat_eval(model: str, data: list[str], adapter: str | None = None, format: Format = "auto",
+def chat_eval(*, model: str, data: list[str], adapter: str | None = None, format: Format = "auto",
               limit: int | None = None, max_new_tokens: int = 96) -> dict:
     """Exact match of a model's (or model + adapter's) replies against test conversations.
 

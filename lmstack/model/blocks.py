@@ -100,15 +100,17 @@ def attention_mask(T: int, start: int, key_mask: torch.Tensor | None, device) ->
 
 
 class Attention(nn.Module):
-    """Causal self-attention with fused q/k/v projection, grouped-query heads and an optional KV cache."""
+    """Self-attention with fused q/k/v projection, grouped-query heads and an optional KV cache; causal unless
+    built with ``causal=False`` (a bidirectional encoder, whose ``mask`` then only hides padding keys)."""
 
-    def __init__(self, config: ModelConfig, rope: bool):
+    def __init__(self, config: ModelConfig, rope: bool, causal: bool = True):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
         qkv_out = (config.n_head + 2 * config.n_kv_head) * config.head_dim
         self.qkv = nn.Linear(config.n_embd, qkv_out, bias=config.qkv_bias)
         self.proj = nn.Linear(config.n_head * config.head_dim, config.n_embd, bias=config.bias)
         self.rope = rope
+        self.causal = causal
         self.dropout = config.dropout
 
     def forward(self, x, rope_cs, cache: KVCache | None, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
@@ -133,7 +135,7 @@ class Attention(nn.Module):
             with torch.autocast("cpu", enabled=False):
                 return self._attend(q.float(), k.float(), v.float(), mask, T)
         return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+            q, k, v, attn_mask=mask, is_causal=self.causal and mask is None and T > 1,
             dropout_p=self.dropout if self.training else 0.0, enable_gqa=self.n_kv_head != self.n_head)
 
 

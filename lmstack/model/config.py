@@ -3,6 +3,8 @@
 Two families are built from the same blocks (see ``builder.py``):
 - ``gpt2``: learned positions, LayerNorm, GELU MLP, biases, tied embeddings (Radford et al. 2019).
 - ``llama``: rotary positions, RMSNorm, SwiGLU MLP, grouped-query attention (Touvron et al. 2023).
+- ``bert``: a bidirectional encoder, post-norm, learned positions + token types (Devlin et al. 2019), built by
+  ``lmstack.model.encoder`` (``block_size`` is BERT's max_position_embeddings).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from lmstack.errors import LmstackError
 
 @dataclass
 class ModelConfig:
-    family: Literal["gpt2", "llama"] = "gpt2"
+    family: Literal["gpt2", "llama", "bert"] = "gpt2"
     vocab_size: int = 4096
     block_size: int = 256  # the context length: learned positions / RoPE table size
     n_layer: int = 4
@@ -32,6 +34,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     tie_embeddings: bool = True
     dropout: float = 0.0
+    type_vocab_size: int = 2  # bert: token-type (segment A/B) embeddings
 
     def __post_init__(self) -> None:
         if self.n_kv_head is None:
@@ -45,7 +48,7 @@ class ModelConfig:
         if self.n_head % self.n_kv_head:
             raise LmstackError(f"model.n_head={self.n_head} is not divisible by model.n_kv_head={self.n_kv_head}")
         if self.intermediate_size is None:
-            if self.family == "gpt2":
+            if self.family in ("gpt2", "bert"):
                 self.intermediate_size = 4 * self.n_embd
             else:  # SwiGLU keeps the parameter count of a 4d MLP: 2/3 * 4d, rounded up to a multiple of 64
                 self.intermediate_size = -(-int(8 * self.n_embd / 3) // 64) * 64
@@ -60,6 +63,7 @@ class ModelConfig:
 
 
 _LLAMA = dict(family="llama", bias=False, activation="silu", norm_eps=1e-6)
+_BERT = dict(family="bert", activation="gelu", norm_eps=1e-12, tie_embeddings=True)
 
 PRESETS: dict[str, dict] = {
     # The nanoGPT shakespeare_char CPU recipe's shape.
@@ -69,6 +73,10 @@ PRESETS: dict[str, dict] = {
     "gpt2-medium": dict(family="gpt2", n_layer=24, n_head=16, n_embd=1024, block_size=1024, vocab_size=50257),
     "llama-tiny": dict(**_LLAMA, n_layer=4, n_head=4, n_kv_head=2, n_embd=128, block_size=256),
     "llama-small": dict(**_LLAMA, n_layer=8, n_head=8, n_kv_head=4, n_embd=512, block_size=1024),
+    # Encoders: BERT's exact GELU and LayerNorm eps; bert-mini has all-MiniLM-L6-v2's shape.
+    "bert-tiny": dict(**_BERT, n_layer=2, n_head=2, n_embd=128, block_size=128),
+    "bert-mini": dict(**_BERT, n_layer=6, n_head=12, n_embd=384, intermediate_size=1536, block_size=512,
+                      vocab_size=30522),
 }
 
 

@@ -51,3 +51,4 @@ class TrainConfig(LoopConfig):
     data: Path = Path("data")  # a folder written by `lmstack prepare`
     out: Path = Path("runs/train")
     model: ModelConfig = field(default_factory=ModelConfig)  # vocab_size is taken from the data's tokenizer
+    objective: Literal["causal", "mlm"] = "causal"  # mlm: a BERT-style encoder (needs --model.family bert)

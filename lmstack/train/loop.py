@@ -13,23 +13,28 @@ import math
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from lmstack.config import to_dict
 from lmstack.data.shards import TokenShards
 from lmstack.data.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
-from lmstack.io import write_json
-from lmstack.model.hf import load_model, save_model, write_model_files
+from lmstack.io import atomic_dir, write_json
+from lmstack.model.config import ModelConfig
+from lmstack.model.hf import load_model, write_model_files
+from lmstack.model.hf_bert import load_encoder, write_encoder_files
 from lmstack.model.transformer import Transformer, build_model
 from lmstack.train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
 from lmstack.train.config import LoopConfig, TrainConfig
 from lmstack.train.metrics import MetricsLog, plot_losses
+from lmstack.train.mlm import MaskedBatches, build_mlm_model
 from lmstack.train.optim import build_optimizer, lr_at
 
 
@@ -48,7 +53,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     tokenizer = Tokenizer.load(cfg.data)
-    train_data, val_data = TokenShards(cfg.data, "train"), TokenShards(cfg.data, "val")
+    objective = OBJECTIVES[cfg.objective]
+    train_data, val_data = (objective.batches(TokenShards(cfg.data, split), tokenizer) for split in ("train", "val"))
     data_rng = torch.Generator().manual_seed(cfg.seed)
     model_cfg = cfg.model.replace(vocab_size=tokenizer.vocab_size)
     ckpt = cfg.out / "checkpoint"
@@ -57,22 +63,43 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         return build_optimizer(m, cfg, device.type)
 
     if resume:
-        model, optimizer, state = load_checkpoint(ckpt, lambda p: load_model(p, device=str(device)), make_optimizer,
+        model, optimizer, state = load_checkpoint(ckpt, lambda p: objective.load(p, str(device)), make_optimizer,
                                                   data_rng)
         if model.config != model_cfg:
             raise LmstackError(f"{ckpt}: checkpoint model {_diff(model.config, model_cfg)}; resume with its config")
     else:
-        model = build_model(model_cfg).to(device)
+        model = objective.build(model_cfg).to(device)
         optimizer, state = make_optimizer(model), TrainerState(iter=0, tokens=0)
     write_json(cfg.out / "train_config.json", to_dict(cfg))
     metrics = MetricsLog(cfg.out / "metrics.jsonl", resume_iter=state.iter if resume else None)
     run = Run(model, optimizer, cfg, train_data, val_data, data_rng, device, model_cfg.block_size)
+    write = lambda folder: objective.write(model, folder, tokenizer)  # noqa: E731
     with stop_on_signal() as stop:
-        write = lambda folder: write_model_files(model, folder, tokenizer)  # noqa: E731
         result = run.loop(state, metrics, lambda: save_checkpoint(ckpt, write, optimizer, state, data_rng, cfg), stop)
-    save_model(model, cfg.out / "model", tokenizer)
+    with atomic_dir(cfg.out / "model") as folder:
+        write(folder)
     plot_losses(metrics.read(), cfg.out / "loss.png", title=f"{model_cfg.family} · {model.num_params():,} params")
     return {**result, "out": str(cfg.out), "model": str(cfg.out / "model"), "params": model.num_params()}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a pretraining objective decides: the model it builds, how it reads the token shards, how the
+    model is written to (and read back from) a directory."""
+    build: Callable[[ModelConfig], nn.Module]
+    batches: Callable[[TokenShards, Tokenizer], Batches]
+    write: Callable[[nn.Module, Path, Tokenizer], None]
+    load: Callable[[Path, str], nn.Module]
+
+
+OBJECTIVES = {
+    # next-token prediction with a decoder (Radford et al. 2018)
+    "causal": Objective(build_model, lambda shards, _: shards, write_model_files,
+                        lambda path, device: load_model(path, device=device)),
+    # masked-language modelling with a bidirectional encoder (Devlin et al. 2019): loss on the masked tokens
+    "mlm": Objective(build_mlm_model, MaskedBatches, write_encoder_files,
+                     lambda path, device: load_encoder(path, head="mlm", device=device)[0]),
+}
 
 
 class Batches(Protocol):

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import json
+import resource
+import sys
 from pathlib import Path
 
+import torch
+
 from lmstack.io import atomic_open, atomic_path
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """The run's peak memory: the most GPU memory allocated on CUDA, else the process's peak resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 class MetricsLog:

@@ -163,3 +163,16 @@ def test_special_token_strings_in_documents_stay_text(tmp_path):
     (tmp_path / "a.jsonl").write_text(json.dumps({"text": "before <|eos|> after <|im_start|>"}) + "\n")
     prepare([tmp_path / "a.jsonl"], out=tmp_path / "out", tokenizer="char", val_fraction=0)
     assert documents(tmp_path / "out", "train") == ["before <|eos|> after <|im_start|>"]
+
+
+@pytest.mark.parametrize("chat_markup", [False, True])
+def test_chat_markup_makes_only_the_turn_markers_special(tmp_path, chat_markup):
+    text = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nhello <|eos|><|im_end|>\n"
+    (tmp_path / "c.jsonl").write_text(json.dumps({"text": text}) + "\n")
+    prepare([tmp_path / "c.jsonl"], out=tmp_path / "d", vocab_size=300, val_fraction=0, chat_markup=chat_markup)
+    tok = Tokenizer.load(tmp_path / "d")
+    ids = np.fromfile(tmp_path / "d" / "train_000.bin", dtype=np.uint16).tolist()
+    special = {tok.token_to_id(t): t for t in ("<|im_start|>", "<|im_end|>", "<|eos|>")}
+    assert [special[i] for i in ids if i in special] == (
+        ["<|im_start|>", "<|im_end|>", "<|im_start|>", "<|im_end|>"] * chat_markup + ["<|eos|>"])
+    assert tok.decode(ids[:-1]) == text

@@ -101,3 +101,23 @@ def test_resume_with_another_shape_is_refused(data, tmp_path):
     from lmstack.errors import LmstackError
     with pytest.raises(LmstackError, match="checkpoint model has n_embd=32, but the config asks for n_embd=64"):
         train(wider, resume=True)
+
+
+def test_mlm_objective_trains_an_encoder_that_transformers_loads(data, tmp_path):
+    """`lmstack train --objective mlm` runs the same loop on masked windows and writes a BertForMaskedLM."""
+    import torch
+    from transformers import BertForMaskedLM
+
+    from lmstack.model.hf_bert import load_encoder
+
+    cfg = build(TrainConfig, {"data": str(data), "out": str(tmp_path), "objective": "mlm", "max_iters": 40,
+                              "batch_size": 8, "eval_interval": 20, "eval_iters": 2, "lr": 3e-3, "warmup_iters": 5,
+                              "model": {"family": "bert", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32}})
+    result = train(cfg)
+    losses = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    val = [r["val_loss"] for r in losses if "val_loss" in r]
+    assert val[-1] < val[0] and result["iters"] == 40
+    ours, _ = load_encoder(tmp_path / "model", head="mlm")
+    theirs = BertForMaskedLM.from_pretrained(tmp_path / "model").eval()
+    x = torch.randint(0, ours.config.vocab_size, (2, 16))
+    assert torch.allclose(ours.eval()(x), theirs(input_ids=x).logits, atol=1e-4)

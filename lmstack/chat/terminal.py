@@ -1,0 +1,148 @@
+"""``lmstack chat``: talk to a model in the terminal, the reply streamed token by token.
+
+The session keeps the conversation and renders it through the model's chat template each turn. Commands:
+``/reset`` (forget the conversation), ``/history`` (print it), ``/temp 0.7`` (sampling temperature; 0 is
+greedy), ``/system TEXT`` (replace the system prompt), ``/exit``. With ``--tools`` the model may call the
+calculator (and, with ``--docs``, search), and the results are fed back until it answers.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TextIO
+
+from lmstack.chat.template import parse_tool_calls
+from lmstack.chat.tools import Tool, calculator, open_index, search, tool_loop
+from lmstack.errors import LmstackError
+from lmstack.generate.config import GenerationConfig
+from lmstack.serve.engine import Engine, Request
+from lmstack.serve.prompt import encode_chat, end_ids, load_for_serving, pick_device
+
+HELP = "commands: /reset, /history, /temp T, /system TEXT, /exit"
+
+
+class ChatSession:
+    """A conversation with a model served by an in-process ``Engine``."""
+
+    def __init__(self, engine: Engine, system: str | None = None, tools: Iterable[Tool] = (),
+                 temperature: float = 0.7, max_tokens: int = 256):
+        self.engine, self.system, self.tools = engine, system, list(tools)
+        self.temperature, self.max_tokens = temperature, max_tokens
+        self.history: list[dict] = []
+
+    def messages(self) -> list[dict]:
+        return ([{"role": "system", "content": self.system}] if self.system else []) + self.history
+
+    def reset(self) -> None:
+        self.history = []
+
+    def say(self, text: str, on_text: Callable[[str], None]) -> list[dict]:
+        """Send a user message; stream the reply's text to ``on_text``; return the messages added."""
+        user = {"role": "user", "content": text}
+        added = tool_loop(lambda messages: self.reply(messages, on_text), self.messages() + [user], self.tools)
+        self.history += [user, *added]
+        return added
+
+    def reply(self, messages: list[dict], on_text: Callable[[str], None]) -> dict:
+        """One assistant message for ``messages``, its tool calls parsed out of the text."""
+        tokenizer = self.engine.tokenizer
+        schemas = [t.schema() for t in self.tools] or None
+        prompt = encode_chat(tokenizer, messages, schemas)
+        room = self.engine.max_len - len(prompt)
+        if room <= 0:
+            raise LmstackError(f"the conversation is {len(prompt)} tokens, the context {self.engine.max_len}; /reset")
+        sample = self.temperature > 0
+        config = GenerationConfig(max_new_tokens=min(self.max_tokens, room), do_sample=sample,
+                                  temperature=self.temperature if sample else 1.0)
+        text = ""
+        for event in self.engine.stream(Request(prompt, config, on_text, end_ids(tokenizer, chat=True))):
+            if event.error:
+                raise LmstackError(f"generation failed: {event.error}")
+            on_text(event.text)
+            text += event.text
+        content, calls = parse_tool_calls(text) if self.tools else (text, [])
+        return {"role": "assistant", "content": content, **({"tool_calls": calls} if calls else {})}
+
+
+def repl(session: ChatSession, lines: Iterable[str], out: TextIO) -> int:
+    """Run the conversation over input ``lines`` (commands or messages); returns the number of turns."""
+    turns = 0
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        command, _, arg = line.partition(" ")
+        if command == "/exit":
+            break
+        if command == "/reset":
+            session.reset()
+            print("(conversation cleared)", file=out)
+        elif command == "/history":
+            for m in session.messages():
+                print(f"{m['role']}: {m.get('content') or ''}{_calls(m)}", file=out)
+        elif command == "/temp":
+            try:
+                temperature = float(arg)
+            except ValueError:
+                temperature = -1.0
+            if temperature >= 0:
+                session.temperature = temperature
+            print(f"(temperature {session.temperature})" if temperature >= 0 else "usage: /temp T with T >= 0 (0: greedy)",
+                  file=out)
+        elif command == "/system":
+            session.system = arg or None
+            print("(system prompt set)" if arg else "(system prompt removed)", file=out)
+        elif command.startswith("/"):
+            print(HELP, file=out)
+        else:
+            print("assistant> ", end="", file=out, flush=True)
+            try:
+                added = session.say(line, lambda piece: print(piece, end="", file=out, flush=True))
+            except LmstackError as e:
+                print(f"\n(error: {e})", file=out)
+                continue
+            for m in added:
+                if m["role"] == "tool":
+                    print(f"\n[tool] {m['content']}\nassistant> ", end="", file=out, flush=True)
+            print(file=out)
+            turns += 1
+    return turns
+
+
+def _calls(message: dict) -> str:
+    return "".join(f" [{c['function']['name']}({c['function']['arguments']})]" for c in message.get("tool_calls") or [])
+
+
+def _typed(prompt: str) -> Iterator[str]:
+    while True:
+        try:
+            yield input(prompt)
+        except EOFError:
+            return
+
+
+def chat(model: Path, adapter: Path | None = None, system: str | None = None, tools: bool = False,
+         docs: Path | None = None, temperature: float = 0.7, max_tokens: int = 256, device: str = "auto") -> dict:
+    """Chat with a model in the terminal (/reset, /history, /temp T, /system TEXT, /exit).
+
+    Args:
+        model: model directory (config.json, model.safetensors, tokenizer.json)
+        adapter: adapter directory to apply on top of the model
+        system: the system prompt
+        tools: let the model call the calculator (and search, with --docs)
+        docs: a retrieval index folder, or a folder of .txt/.md files, for the search tool
+        temperature: sampling temperature (0: greedy)
+        max_tokens: the most tokens per reply
+        device: cpu, cuda, or auto
+    """
+    net, tokenizer = load_for_serving(model, adapter, pick_device(device))
+    kit = ([calculator()] + ([search(open_index(docs))] if docs else [])) if tools else []
+    engine = Engine(net, tokenizer, slots=1, max_queue=1).start()
+    session = ChatSession(engine, system, kit, temperature, max_tokens)
+    print(HELP, file=sys.stderr)
+    try:
+        turns = repl(session, _typed("you> "), sys.stdout)
+    finally:
+        engine.stop()
+    return {"turns": turns, "messages": len(session.history)}

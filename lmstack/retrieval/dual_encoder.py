@@ -1,0 +1,246 @@
+"""Dense retrieval's encoder: one BERT encoder for queries and passages, pooled to one L2-normalised vector.
+
+A bi-encoder in the style of Sentence-BERT (Reimers & Gurevych 2019) and DPR (Karpukhin et al. 2020), trained
+with the InfoNCE loss (van den Oord et al. 2018): each query must pick its positive passage out of the batch's
+other positives (in-batch negatives) and any mined hard negatives (say, BM25's top non-answers).
+
+On disk it is a sentence-transformers folder: a BERT model directory plus ``modules.json``,
+``1_Pooling/config.json`` and ``sentence_bert_config.json``. So ``DualEncoder.load`` reads a local
+all-MiniLM-L6-v2 as is, and what we save loads in sentence-transformers and as ``transformers.BertModel``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lmstack.data.tokenizer import Tokenizer
+from lmstack.errors import LmstackError
+from lmstack.io import atomic_dir, read_json, write_json
+from lmstack.model.config import PRESETS, ModelConfig, preset
+from lmstack.model.encoder import Encoder, build_encoder
+from lmstack.model.encoder_text import encode_pairs
+from lmstack.model.heads import pool
+from lmstack.model.hf_bert import fingerprint, load_encoder, write_encoder_files
+
+Pooling = Literal["mean", "cls"]
+_ST = "sentence_transformers.models."
+
+
+class DualEncoder:
+    def __init__(self, encoder: Encoder, tokenizer: Tokenizer, pooling: Pooling = "mean", max_len: int = 256,
+                 normalize: bool = True):
+        if pooling not in ("mean", "cls"):
+            raise LmstackError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        self.encoder, self.tokenizer, self.pooling, self.normalize = encoder, tokenizer, pooling, normalize
+        self.max_len = min(max_len, encoder.config.block_size)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of weights, config, tokenizer and pooling (hashes every weight: compute it once per use)."""
+        return fingerprint(self.encoder, self.tokenizer, pooling=self.pooling, normalize=self.normalize,
+                           max_len=self.max_len)
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        """[N, d] vectors for ``texts``, differentiable (training); ``encode`` is the batched inference path."""
+        device = self.encoder.tok_emb.weight.device
+        batch = {k: v.to(device) for k, v in encode_pairs(self.tokenizer, texts, max_len=self.max_len).items()}
+        v = pool(self.encoder(**batch), batch["attention_mask"], self.pooling)
+        return F.normalize(v, dim=-1) if self.normalize else v
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        """float32 [N, d]. Texts are batched longest first, so each batch pads to similar lengths."""
+        was_training = self.encoder.training
+        self.encoder.eval()
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.zeros((len(texts), self.encoder.config.n_embd), dtype=np.float32)
+        for start in tqdm(range(0, len(order), batch_size), desc="encode", unit="batch", file=sys.stderr,
+                          disable=not show_progress, mininterval=1.0):
+            rows = order[start:start + batch_size]
+            out[rows] = self.embed([texts[i] for i in rows]).float().cpu().numpy()
+        self.encoder.train(was_training)
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write a sentence-transformers folder (atomically): BERT files at the top, pooling beside them."""
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            write_encoder_files(self.encoder, tmp, self.tokenizer)
+            modules = [("", "Transformer"), ("1_Pooling", "Pooling")] + [("2_Normalize", "Normalize")] * self.normalize
+            write_json(tmp / "modules.json", [{"idx": i, "name": str(i), "path": p, "type": _ST + t}
+                                              for i, (p, t) in enumerate(modules)])
+            write_json(tmp / "sentence_bert_config.json", {"max_seq_length": self.max_len, "do_lower_case": False})
+            write_json(tmp / "1_Pooling" / "config.json", {
+                "word_embedding_dimension": self.encoder.config.n_embd,
+                "pooling_mode_cls_token": self.pooling == "cls", "pooling_mode_mean_tokens": self.pooling == "mean",
+                "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False})
+            if self.normalize:
+                (tmp / "2_Normalize").mkdir()
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> DualEncoder:
+        """A folder we saved, a sentence-transformers folder (all-MiniLM-L6-v2, ...), or any BERT directory
+        (then: mean pooling, normalised, up to the model's positions)."""
+        path = Path(path)
+        model_dir, pooling, normalize, max_len = _sentence_transformers_layout(path)
+        encoder, tokenizer = load_encoder(model_dir, head=None, device=device)
+        if tokenizer is None:
+            raise LmstackError(f"{model_dir}: no tokenizer.json beside the encoder")
+        return cls(encoder, tokenizer, pooling, max_len or encoder.config.block_size, normalize)
+
+
+def _sentence_transformers_layout(path: Path) -> tuple[Path, Pooling, bool, int | None]:
+    """(model directory, pooling, normalize, max_len) from modules.json; defaults where the folder has none."""
+    if not (path / "modules.json").is_file():
+        return path, "mean", True, None
+    modules = read_json(path / "modules.json")
+    by_type = {m.get("type", "").rsplit(".", 1)[-1]: path / m.get("path", "") for m in modules}
+    model_dir = by_type.get("Transformer", path)
+    pooling: Pooling = "mean"
+    if "Pooling" in by_type:
+        cfg = read_json(by_type["Pooling"] / "config.json")
+        modes = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v]
+        if modes not in (["pooling_mode_mean_tokens"], ["pooling_mode_cls_token"]):
+            raise LmstackError(f"{by_type['Pooling'] / 'config.json'}: pooling {modes} is not supported "
+                               "(only pooling_mode_mean_tokens or pooling_mode_cls_token)")
+        pooling = "mean" if modes == ["pooling_mode_mean_tokens"] else "cls"
+    st_config = model_dir / "sentence_bert_config.json"
+    max_len = read_json(st_config).get("max_seq_length") if st_config.is_file() else None
+    return model_dir, pooling, "Normalize" in by_type, max_len
+
+
+def info_nce(queries: torch.Tensor, docs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE: query i's positive is ``docs[i]``; every other row of ``docs`` is a negative for it."""
+    logits = queries @ docs.T / temperature
+    return F.cross_entropy(logits.float(), torch.arange(len(queries), device=logits.device))
+
+
+def train_dual_encoder(pairs: list[tuple[str, str]], out: str | Path, encoder: str | Path | ModelConfig,
+                       tokenizer: str | Path | Tokenizer | None = None, negatives: list[list[str]] | None = None,
+                       pooling: Pooling | None = None, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5,
+                       temperature: float = 0.05, max_len: int = 128, seed: int = 0,
+                       show_progress: bool = False) -> dict:
+    """Fine-tune (or train from scratch) a dual encoder on (query, positive passage) pairs; save it to ``out``.
+
+    ``encoder`` is a model directory (a BERT / sentence-transformers folder, or lmstack's MLM output), a
+    ``ModelConfig`` or a preset name (both then need ``tokenizer``). ``negatives[i]`` are hard negatives of
+    query i; every query sees all the batch's passages, positives and hard negatives alike.
+    """
+    if negatives is not None and len(negatives) != len(pairs):
+        raise LmstackError(f"{len(pairs)} pairs but {len(negatives)} lists of negatives")
+    torch.manual_seed(seed)
+    model = starting_point(encoder, tokenizer, pooling, max_len)
+    rng = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.encoder.parameters(), lr=lr, weight_decay=0.01)
+    model.encoder.train()
+    losses, start = [], time.perf_counter()
+    steps = epochs * math.ceil(len(pairs) / batch_size)
+    with tqdm(total=steps, desc="train dense", file=sys.stderr, disable=not show_progress, mininterval=1.0) as bar:
+        for _ in range(epochs):
+            order = torch.randperm(len(pairs), generator=rng).tolist()
+            for i in range(0, len(order), batch_size):
+                rows = order[i:i + batch_size]
+                docs = [pairs[j][1] for j in rows] + [n for j in rows for n in (negatives[j] if negatives else [])]
+                loss = info_nce(model.embed([pairs[j][0] for j in rows]), model.embed(docs), temperature)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.encoder.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.item())
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.encoder.eval()
+    model.save(out)
+    return {"out": str(out), "pairs": len(pairs), "steps": len(losses), "first_loss": losses[0],
+            "last_loss": losses[-1], "wall_s": time.perf_counter() - start, "params": model.encoder.num_params(),
+            "fingerprint": model.fingerprint}
+
+
+def starting_point(encoder: str | Path | ModelConfig, tokenizer: str | Path | Tokenizer | None,
+                   pooling: Pooling | None, max_len: int) -> DualEncoder:
+    """The dual encoder training starts from: a saved one (its pooling unless ``pooling`` is given), any BERT
+    directory, or a fresh encoder of a config / preset name with ``tokenizer``'s vocabulary."""
+    fresh = fresh_encoder(encoder, tokenizer)
+    if fresh is not None:
+        return DualEncoder(*fresh, pooling or "mean", max_len)
+    model = DualEncoder.load(encoder)
+    model.pooling = pooling or model.pooling
+    model.max_len = min(max_len, model.encoder.config.block_size)
+    return model
+
+
+def fresh_encoder(encoder: str | Path | ModelConfig, tokenizer: str | Path | Tokenizer | None
+                  ) -> tuple[Encoder, Tokenizer] | None:
+    """A new encoder for a ``ModelConfig`` or preset name, sized to ``tokenizer``'s vocabulary; None when
+    ``encoder`` is a directory (which brings its own tokenizer)."""
+    if not (isinstance(encoder, ModelConfig) or (isinstance(encoder, str) and encoder in PRESETS
+                                                 and not Path(encoder).exists())):
+        if tokenizer is not None:
+            raise LmstackError(f"{encoder}: a saved encoder brings its own tokenizer; drop the tokenizer argument")
+        return None
+    if tokenizer is None:
+        raise LmstackError(f"encoder {encoder if isinstance(encoder, str) else 'config'} is built fresh: give a "
+                           "tokenizer (a folder with tokenizer.json, e.g. one lmstack prepare wrote)")
+    tok = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.load(tokenizer)
+    config = encoder if isinstance(encoder, ModelConfig) else preset(encoder)
+    return build_encoder(config.replace(vocab_size=tok.vocab_size)), tok
+
+
+def read_examples(path: str | Path) -> list[tuple[str, str, list[str]]]:
+    """(query, positive, negatives) from a .jsonl of {"query": str, "positive": str, "negatives"?: [str]}."""
+    path = Path(path)
+    if not path.is_file():
+        raise LmstackError(f"{path}: training file not found")
+    examples = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise LmstackError(f"{path}:{n}: not valid JSON ({e.msg})") from e
+            if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("query", "positive")):
+                raise LmstackError(f"{path}:{n}: expected an object with string fields 'query' and 'positive'")
+            negs = row.get("negatives", [])
+            if not isinstance(negs, list) or not all(isinstance(x, str) for x in negs):
+                raise LmstackError(f"{path}:{n}: 'negatives' must be a list of strings")
+            examples.append((row["query"], row["positive"], negs))
+    if not examples:
+        raise LmstackError(f"{path}: no examples")
+    return examples
+
+
+def train_dense(data: Path, out: Path = Path("runs/dense"), encoder: str = "bert-tiny", tokenizer: Path | None = None,
+                pooling: Pooling | None = None, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5,
+                temperature: float = 0.05, max_len: int = 128, seed: int = 0) -> dict:
+    """Train a dual encoder (bi-encoder) for dense retrieval with in-batch and hard negatives (InfoNCE).
+
+    Args:
+        data: .jsonl file, one {"query", "positive", "negatives"?: [...]} object per line
+        out: folder for the trained encoder (a sentence-transformers / BERT folder)
+        encoder: model directory to start from (BERT, sentence-transformers, lmstack mlm), or a preset name
+        tokenizer: folder with tokenizer.json, for an encoder built fresh from a preset
+        pooling: mean or cls; unset keeps a saved encoder's pooling (mean for a fresh one)
+        epochs: passes over the data
+        batch_size: queries per batch (each sees the batch's other passages as negatives)
+        lr: AdamW learning rate
+        temperature: softmax temperature of the InfoNCE loss
+        max_len: tokens per text, [CLS] and [SEP] included
+        seed: shuffling and initialisation seed
+    """
+    examples = read_examples(data)
+    negatives = [negs for _, _, negs in examples] if any(negs for _, _, negs in examples) else None
+    return train_dual_encoder([(q, p) for q, p, _ in examples], out, encoder, tokenizer, negatives, pooling, epochs,
+                              batch_size, lr, temperature, max_len, seed, show_progress=True)

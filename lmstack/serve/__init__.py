@@ -1,0 +1,1 @@
+"""Serving: a continuous-batching engine, the OpenAI REST API over it (``lmstack serve``) and a chat page."""

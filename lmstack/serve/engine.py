@@ -1,0 +1,339 @@
+"""Continuous batching: many requests decoded together, one token each per step, by one engine thread.
+
+At every step the scheduler admits waiting requests into free cache slots (prefilling each prompt into its
+own slot), decodes one token for every running request at once, and retires the finished and the cancelled,
+so a short request never waits for a long one (Orca, Yu et al. 2022; vLLM). Running requests always fill
+slots ``0..n-1``: a retired request's slot takes the last one's cache rows, so a step reads plain views.
+
+The model is only ever touched from the engine thread. Other threads (the asyncio server, a terminal)
+``submit`` requests and receive ``Event``s through the request's ``emit`` callback, called on the engine
+thread; ``call`` runs any other model work (embeddings) there between steps.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+
+from lmstack.data.tokenizer import Tokenizer
+from lmstack.errors import LmstackError
+from lmstack.generate.config import GenerationConfig
+from lmstack.generate.processors import process
+from lmstack.generate.text import TextStream
+from lmstack.model import Transformer
+from lmstack.model.blocks import KVCache, attention_mask
+from lmstack.model.config import ModelConfig
+
+
+class EngineBusy(LmstackError):
+    """The waiting queue is full: the client should retry later."""
+
+
+class SlotCache(KVCache):
+    """A KV cache with one slot (batch row) per running request, each at its own position.
+
+    ``use(start, stop)`` picks the rows the next forward pass reads and writes: one row to prefill a prompt
+    into, or rows ``0..n-1`` for a decoding step of one token each.
+    """
+
+    def __init__(self, config: ModelConfig, slots: int, max_len: int, device=None, dtype=torch.float32):
+        super().__init__(config, slots, max_len, device, dtype)
+        self.lengths = [0] * slots  # tokens cached in each slot
+        self.rows = range(0)
+        self.offsets = torch.zeros(0, dtype=torch.long, device=device)  # lengths of ``rows``, on the device
+
+    def use(self, start: int, stop: int) -> None:
+        self.rows = range(start, stop)
+        lengths = self.lengths[start:stop]
+        self.pos = max(lengths)  # what the model checks against its context
+        self.offsets = torch.tensor(lengths, dtype=torch.long, device=self.k[0].device)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi, T = self.rows.start, self.rows.stop, k.size(2)
+        if hi - lo == 1:
+            start = self.lengths[lo]
+            self.k[layer][lo:hi, :, start:start + T] = k
+            self.v[layer][lo:hi, :, start:start + T] = v
+        elif T == 1:
+            rows = torch.arange(lo, hi, device=k.device)
+            self.k[layer][rows, :, self.offsets] = k[:, :, 0]
+            self.v[layer][rows, :, self.offsets] = v[:, :, 0]
+        else:
+            raise LmstackError("a slot cache prefills one request at a time")
+        end = self.pos + T
+        return self.k[layer][lo:hi, :, :end], self.v[layer][lo:hi, :, :end]
+
+    def mask(self, T: int, key_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """Each row's query sees its own cached tokens only (a slot's stale tail is hidden)."""
+        if len(self.rows) == 1 or len(set(self.lengths[self.rows.start:self.rows.stop])) == 1:
+            return attention_mask(T, self.pos, None, self.k[0].device)
+        keys = torch.arange(self.pos + 1, device=self.k[0].device)
+        return (keys <= self.offsets[:, None])[:, None, None, :]
+
+    def advance(self, T: int) -> None:
+        for r in self.rows:
+            self.lengths[r] += T
+        self.pos += T
+
+    def move(self, src: int, dst: int) -> None:
+        """Copy slot ``src`` into slot ``dst`` (a retired request's slot takes the last running one)."""
+        n = self.lengths[src]
+        for k, v in zip(self.k, self.v):
+            k[dst, :, :n] = k[src, :, :n]
+            v[dst, :, :n] = v[src, :, :n]
+        self.lengths[dst] = n
+
+
+@dataclass
+class Event:
+    """What a request receives: after each token its newly shown text, and a last event with ``finish``.
+
+    ``finish`` is "stop" (an end token or a stop string), "length" (the token budget or the context ran
+    out), "cancelled" or "error" (``error`` says why). ``logprob``/``top`` are set when logprobs were asked.
+    """
+    text: str = ""
+    token: int | None = None
+    logprob: float | None = None
+    top: list[tuple[int, float]] | None = None
+    finish: str | None = None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(eq=False)
+class Request:
+    prompt: list[int]
+    config: GenerationConfig
+    emit: Callable[[Event], None]
+    stop_ids: frozenset[int] = frozenset()
+    logprobs: int | None = None  # None: off; k: the chosen token's log-probability and the k most likely
+    cancelled: bool = False
+
+
+@dataclass(eq=False)
+class _Running:
+    request: Request
+    stream: TextStream
+    budget: int
+    rng: torch.Generator | None
+    seen: torch.Tensor | None
+    tokens: list[int] = field(default_factory=list)
+
+
+class Engine:
+    """Decode submitted requests in one thread with continuous batching over ``slots`` cache slots."""
+
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, slots: int = 16, max_queue: int = 64,
+                 max_len: int | None = None):
+        p = model.tok_emb.weight
+        self.model, self.tokenizer = model, tokenizer
+        self.device = p.device
+        self.max_len = min(max_len or model.config.block_size, model.config.block_size)
+        self.cache = SlotCache(model.config, slots, self.max_len, p.device, p.dtype)
+        self.slots, self.max_queue = slots, max_queue
+        self.waiting: collections.deque[Request] = collections.deque()
+        self.running: list[_Running] = []
+        self.calls: collections.deque[tuple[Callable, Future]] = collections.deque()
+        self.steps = 0
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="lmstack-engine", daemon=True)
+
+    # ----------------------------------------------------------------------------------- any thread
+
+    def start(self) -> Engine:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def submit(self, request: Request) -> Request:
+        """Queue ``request``; raises ``EngineBusy`` when every slot is taken and ``max_queue`` requests wait."""
+        if not request.prompt:
+            raise LmstackError("the prompt is empty")
+        if len(request.prompt) >= self.max_len:
+            raise LmstackError(f"the prompt is {len(request.prompt)} tokens but the context is {self.max_len}")
+        with self._wake:
+            free = self.slots - len(self.running)  # the engine admits that many at its next step
+            if len(self.waiting) >= self.max_queue + free:
+                raise EngineBusy(f"all {self.slots} slots are busy and {self.max_queue} requests are waiting; "
+                                 "retry shortly")
+            self.waiting.append(request)
+            self._wake.notify()
+        return request
+
+    def cancel(self, request: Request) -> None:
+        """Drop ``request``: at once if it is waiting, at the next step (freeing its slot) if running."""
+        with self._wake:
+            request.cancelled = True
+            if request in self.waiting:
+                self.waiting.remove(request)
+            self._wake.notify()
+
+    def call(self, fn: Callable[[], object]) -> Future:
+        """Run ``fn`` on the engine thread between two steps; its result arrives in the returned future."""
+        future: Future = Future()
+        with self._wake:
+            self.calls.append((fn, future))
+            self._wake.notify()
+        return future
+
+    def stream(self, request: Request) -> Iterator[Event]:
+        """Submit ``request`` (its ``emit`` is replaced) and yield its events here, blocking; closing the
+        iterator early cancels the request."""
+        events: queue.Queue[Event] = queue.Queue()
+        request.emit = events.put
+        self.submit(request)
+        try:
+            while True:
+                event = events.get()
+                yield event
+                if event.finish:
+                    return
+        finally:
+            self.cancel(request)
+
+    def stats(self) -> dict:
+        return {"running": len(self.running), "waiting": len(self.waiting), "slots": self.slots, "steps": self.steps}
+
+    # ----------------------------------------------------------------------------------- engine thread
+
+    @torch.inference_mode()
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not (self.waiting or self.running or self.calls or self._stopping):
+                    self._wake.wait()
+                if self._stopping:
+                    break
+                calls, admitted = list(self.calls), []
+                self.calls.clear()
+                while self.waiting and len(self.running) + len(admitted) < self.slots:
+                    admitted.append(self.waiting.popleft())
+            for fn, future in calls:
+                _run_call(fn, future)
+            self._retire([i for i, r in enumerate(self.running) if r.request.cancelled], "cancelled")
+            for request in admitted:
+                try:
+                    self._prefill(request)
+                except Exception as e:  # a failed request fails alone, never the engine
+                    if self.running and self.running[-1].request is request:
+                        self.running.pop()
+                    request.emit(Event(finish="error", error=f"{type(e).__name__}: {e}"))
+            try:
+                if self.running:
+                    self._step()
+            except Exception as e:
+                for r in self.running:
+                    r.request.emit(Event(finish="error", error=f"{type(e).__name__}: {e}"))
+                self.running.clear()
+        for request in [*(r.request for r in self.running), *self.waiting]:
+            request.emit(Event(finish="cancelled"))
+        for _, future in self.calls:
+            future.cancel()
+
+    def _prefill(self, request: Request) -> None:
+        slot, n = len(self.running), len(request.prompt)
+        self.cache.lengths[slot] = 0
+        self.cache.use(slot, slot + 1)
+        idx = torch.tensor([request.prompt], dtype=torch.long, device=self.device)
+        logits = self.model(idx, self.cache, last_only=True)
+        config = request.config
+        seen = None
+        if config.repetition_penalty != 1.0:
+            seen = torch.zeros(1, self.model.config.vocab_size, dtype=torch.bool, device=self.device)
+            seen[0, idx[0]] = True
+        rng = _generator(config.seed, self.device) if config.do_sample else None
+        budget = min(config.max_new_tokens, self.max_len - n)
+        self.running.append(_Running(request, TextStream(self.tokenizer, config.stop), budget, rng, seen))
+        self._advance(logits[:, -1])
+
+    def _step(self) -> None:
+        n = len(self.running)
+        self.cache.use(0, n)
+        idx = torch.tensor([[r.tokens[-1]] for r in self.running], dtype=torch.long, device=self.device)
+        logits = self.model(idx, self.cache, self.cache.offsets[:, None], last_only=True)
+        self.steps += 1
+        self._advance(logits[:, -1])
+
+    def _advance(self, logits: torch.Tensor) -> None:
+        """Pick the next token of the last ``len(logits)`` running requests, emit it, retire the finished."""
+        first = len(self.running) - logits.size(0)
+        scores = logits.float()
+        tokens = scores.argmax(dim=-1)
+        for i, r in enumerate(self.running[first:]):
+            config = r.request.config
+            if config.do_sample or config.repetition_penalty != 1.0 or config.min_new_tokens:
+                row = process(scores[i:i + 1], config, r.seen, len(r.tokens), self.tokenizer.eos_id)
+                tokens[i] = (torch.multinomial(row.softmax(dim=-1), 1, generator=r.rng)[0, 0] if r.rng is not None
+                             else row.argmax())
+        picked = tokens.tolist()
+        finished = []
+        for i, (r, token) in enumerate(zip(self.running[first:], picked)):
+            r.tokens.append(token)
+            if r.seen is not None:
+                r.seen[0, token] = True
+            event = Event(token=token, prompt_tokens=len(r.request.prompt), completion_tokens=len(r.tokens))
+            if r.request.logprobs is not None:
+                event.logprob, event.top = _logprobs(scores[i], token, r.request.logprobs)
+            if token in r.request.stop_ids:
+                event.text, event.finish = r.stream.finish(), "stop"
+            else:
+                event.text = r.stream.push(token)
+                if r.stream.done:
+                    event.finish = "stop"
+                elif len(r.tokens) >= r.budget:
+                    event.text += r.stream.finish()
+                    event.finish = "length"
+            r.request.emit(event)
+            if event.finish:
+                finished.append(first + i)
+        self._retire(finished, None)
+
+    def _retire(self, indices: list[int], finish: str | None) -> None:
+        """Free the slots of ``running[indices]`` (telling each request ``finish``, if given)."""
+        for i in sorted(indices, reverse=True):
+            if finish:
+                self.running[i].request.emit(Event(finish=finish))
+            last = len(self.running) - 1
+            if i != last:
+                self.cache.move(last, i)
+                self.running[i] = self.running[last]
+            self.running.pop()
+
+
+def _logprobs(scores: torch.Tensor, token: int, k: int) -> tuple[float, list[tuple[int, float]]]:
+    """The chosen token's log-probability under the model and the ``k`` most likely tokens'."""
+    logp = scores.log_softmax(dim=-1)
+    top = torch.topk(logp, k) if k else None
+    return float(logp[token]), ([] if top is None else list(zip(top.indices.tolist(), top.values.tolist())))
+
+
+def _generator(seed: int | None, device: torch.device) -> torch.Generator:
+    rng = torch.Generator(device)
+    if seed is None:
+        rng.seed()
+    else:
+        rng.manual_seed(seed)
+    return rng
+
+
+def _run_call(fn: Callable[[], object], future: Future) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(fn())
+    except Exception as e:  # handed to the caller, who decides what it means
+        future.set_exception(e)
