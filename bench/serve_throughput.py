@@ -35,7 +35,7 @@ from lmstack.model.hf import save_model
 
 NEW_TOKENS = 128
 PRESETS = {"tiny": dict(block_size=512), "llama-small": {}}  # "tiny" is 64 positions by default: too short
-SERVER = "from lmstack.cli import COMMANDS, main; COMMANDS.setdefault('serve', ('lmstack.serve.app:serve', '')); main()"
+SERVER = "from lmstack.cli import main; main()"
 PROMPT = [{"role": "user", "content": "Tell me about the river town of Kell. 给我讲讲凯尔河镇。"}]
 
 
@@ -49,7 +49,7 @@ def make_model(name: str, folder: Path) -> Path:
 
 def start(model_dir: Path, port: int, threads: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, "serve", str(model_dir), "--port", str(port), "--name", "m",
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, "serve", "--model", str(model_dir), "--port", str(port), "--name", "m",
                              "--slots", "64", "--max-queue", "256", "--log-level", "warning"], env=env)
     for _ in range(600):
         try:

@@ -1,6 +1,8 @@
-"""``lmstack demo``: the whole core pipeline on the built-in corpus, ending in a Markdown report.
+"""``lmstack demo``: the whole pipeline on the built-in corpus, ending in a Markdown report.
 
-synth -> prepare (BPE tokenizer + shards) -> unigram baseline -> train -> eval -> decode (greedy, beam, sampled)
+synth -> prepare (BPE tokenizer + shards) -> unigram baseline -> pretrain -> eval -> decode (greedy, beam,
+sampled) -> instruction tuning (LoRA) with held-out questions answered before and after -> BM25 retrieval and
+extractive question answering
 """
 
 from __future__ import annotations
@@ -11,18 +13,27 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from lmstack.adapt.finetune import FinetuneConfig, finetune
+from lmstack.adapt.methods import load_adapted
 from lmstack.config import build, load_yaml, merge
+from lmstack.data.conversations import read_conversations
 from lmstack.data.prepare import prepare
 from lmstack.data.synth import synth
 from lmstack.data.tokenizer import Tokenizer
+from lmstack.eval.chat import exact_match
 from lmstack.eval.perplexity import unigram_baseline
 from lmstack.generate.api import GenerationConfig, generate
 from lmstack.io import atomic_open
 from lmstack.model.hf import load_model
+from lmstack.qa.ask import qa_demo_step
 from lmstack.train.config import TrainConfig
 from lmstack.train.loop import train
 
 CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
+SFT_CONFIG = Path(__file__).parent / "configs" / "demo_sft.yaml"
+SFT_TEST = 64  # held-out conversations scored before and after tuning
 DECODERS = {
     "greedy": GenerationConfig(max_new_tokens=40),
     "beam (4)": GenerationConfig(max_new_tokens=40, num_beams=4, length_penalty=1.0),
@@ -40,30 +51,74 @@ def demo(out: Path = Path("runs/demo"), max_iters: int | None = None, vocab_size
         vocab_size: BPE vocabulary size
     """
     out, timings, t0 = Path(out), {}, time.perf_counter()
-    _say("1/5 synthesising the bilingual corpus")
+    _say("1/7 synthesising the bilingual corpus")
     corpus = synth(out=out / "corpus")
     timings["synth"] = time.perf_counter() - t0
-    _say("2/5 training a byte-level BPE tokenizer and writing token shards")
+    _say("2/7 training a byte-level BPE tokenizer and writing token shards")
     data = prepare([out / "corpus" / "pretrain.jsonl"], out=out / "data", vocab_size=vocab_size, chat_markup=True)
     baseline = unigram_baseline(out / "data")
     timings["prepare"] = time.perf_counter() - t0 - sum(timings.values())
     _say(f"   unigram baseline: {baseline:.3f} nats/token (perplexity {math.exp(baseline):.1f})")
-    _say("3/5 pretraining")
+    _say("3/7 pretraining")
     overrides = {"data": str(out / "data"), "out": str(out / "train")}
     if max_iters:
         overrides |= {"max_iters": max_iters, "eval_interval": max(1, max_iters // 6)}
     cfg = build(TrainConfig, merge(load_yaml(CONFIG), overrides), str(CONFIG))
     result = train(cfg)
     timings["train"] = time.perf_counter() - t0 - sum(timings.values())
-    _say("4/5 decoding")
+    _say("4/7 decoding")
     samples = decode_samples(out / "train" / "model", json.loads((out / "corpus" / "world.json").read_text()))
     timings["decode"] = time.perf_counter() - t0 - sum(timings.values())
-    _say("5/5 writing the report")
+    _say("5/7 instruction tuning (LoRA) and held-out questions before and after")
+    sft = instruction_tuning(out, max_iters)
+    timings["instruction tuning"] = time.perf_counter() - t0 - sum(timings.values())
+    _say("6/7 retrieval (BM25) and extractive question answering over the synthetic passages")
+    qa = question_answering(out)
+    timings["retrieval + QA"] = time.perf_counter() - t0 - sum(timings.values())
+    _say("7/7 writing the report")
     evals = [r for r in _read_jsonl(out / "train" / "metrics.jsonl") if "val_loss" in r]
-    write_report(out / "report.md", corpus, data, baseline, evals, samples, timings, result)
+    write_report(out / "report.md", corpus, data, baseline, evals, samples, sft, qa, timings, result)
     return {"report": str(out / "report.md"), "unigram_val_loss": baseline, "first_val_loss": evals[0]["val_loss"],
             "val_loss": result["val_loss"], "val_ppl": result["val_ppl"], "unigram_ppl": math.exp(baseline),
+            "exact_match_before": sft["before"]["exact_match"], "exact_match_after": sft["after"]["exact_match"],
+            "qa_recall@1": qa["recall@1"], "qa_reader_exact": qa["reader_exact"], "qa_open_exact": qa["open_exact"],
             "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def instruction_tuning(out: Path, max_iters: int | None) -> dict:
+    """LoRA-tune the pretrained model on the synthetic instructions; score held-out ones before and after."""
+    overrides = {"model": str(out / "train" / "model"), "data": [str(out / "corpus" / "sft_train.jsonl")],
+                 "out": str(out / "sft")}
+    if max_iters:
+        overrides |= {"max_iters": max_iters, "eval_interval": max_iters, "warmup_iters": min(20, max_iters)}
+    cfg = build(FinetuneConfig, merge(load_yaml(SFT_CONFIG), overrides), str(SFT_CONFIG))
+    test = read_conversations(out / "corpus" / "sft_test.jsonl")[:SFT_TEST]
+    base, tokenizer = load_adapted(cfg.model)
+    before = exact_match(base, tokenizer, test, n_examples=4)
+    _say(f"   before tuning: exact match {before['exact_match']:.1%} on {before['n']} held-out conversations")
+    result = finetune(cfg)
+    tuned, _ = load_adapted(cfg.model, cfg.out / "adapter")
+    after = exact_match(tuned, tokenizer, test, n_examples=4)
+    _say(f"   after LoRA ({result['trainable_fraction']:.2%} of the weights trained): exact match "
+         f"{after['exact_match']:.1%}")
+    for b, a in zip(before["examples"], after["examples"]):
+        _say(f"   {b['question']!r}: {b['reply'][:60]!r} -> {a['reply'][:60]!r}")
+    return {"before": before, "after": after, "result": result}
+
+
+def question_answering(out: Path) -> dict:
+    """A BM25 index over the synthetic passages and a tiny extractive reader trained for ~30 s; held-out
+    questions answered from the gold passage and end to end (retrieve, then read). One thread: this model is
+    tiny, and a second thread only adds synchronisation."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        qa = qa_demo_step(out / "qa", out / "corpus", seconds=30)
+    finally:
+        torch.set_num_threads(threads)
+    _say(f"   retrieval recall@1 {qa['recall@1']:.2f}; reader EM {qa['reader_exact']:.1f} on the gold passage, "
+         f"{qa['open_exact']:.1f} end to end")
+    return qa
 
 
 def prompts_for(world: dict) -> list[str]:
@@ -85,7 +140,7 @@ def decode_samples(model_dir: Path, world: dict) -> list[dict]:
 
 
 def write_report(path: Path, corpus: dict, data: dict, baseline: float, evals: list[dict], samples: list[dict],
-                 timings: dict, result: dict) -> None:
+                 sft: dict, qa: dict, timings: dict, result: dict) -> None:
     lines = ["# lmstack demo report", "",
              f"Corpus: {corpus['documents']:,} documents, {corpus['text_bytes']:,} bytes (English and Chinese). "
              f"Tokens: {data.get('train_tokens', 0):,} train / {data.get('val_tokens', 0):,} validation, "
@@ -100,7 +155,25 @@ def write_report(path: Path, corpus: dict, data: dict, baseline: float, evals: l
         lines += [f"**Prompt:** `{row['prompt']!r}`", ""]
         lines += [f"- *{name}:* {json.dumps(text, ensure_ascii=False)}" for name, text in row.items() if name != "prompt"]
         lines.append("")
-    lines += ["## Time per stage (seconds)", "", "| stage | seconds |", "|---|---:|"]
+    r, before, after = sft["result"], sft["before"], sft["after"]
+    lines += ["## Instruction tuning (LoRA)", "",
+              f"LoRA trained {r['trainable_params']:,} of {r['total_params']:,} parameters "
+              f"({r['trainable_fraction']:.2%}) for {r['iters']} steps on {r['examples']:,} synthetic conversations. "
+              f"Exact match of the reply on {after['n']} held-out conversations: **{before['exact_match']:.1%} before, "
+              f"{after['exact_match']:.1%} after**.", "", "![fine-tuning loss](sft/loss.png)", "",
+              "| question | reference | before | after |", "|---|---|---|---|"]
+    cell = lambda t: json.dumps(t[:120], ensure_ascii=False)[1:-1].replace("|", "\\|")  # noqa: E731
+    lines += [f"| {cell(b['question'])} | {cell(b['reference'])} | {cell(b['reply'])} | {cell(a['reply'])} |"
+              for b, a in zip(before["examples"], after["examples"])]
+    lines += ["", "## Retrieval and question answering", "",
+              f"BM25 (jieba for Chinese) over {qa['passages']} passages: recall@1 {qa['recall@1']:.2f}, "
+              f"recall@3 {qa['recall@3']:.2f} on {qa['test_questions']} held-out questions. A reader trained from "
+              f"scratch for {qa['reader_steps']} steps: exact match {qa['reader_exact']:.1f} / F1 {qa['reader_f1']:.1f} "
+              f"given the gold passage, {qa['open_exact']:.1f} / {qa['open_f1']:.1f} end to end (`lmstack ask`).", "",
+              "| question | answer | gold | passage read |", "|---|---|---|---|"]
+    lines += [f"| {cell(e['question'])} | {cell(e['answer'])} | {cell(' / '.join(e['gold']))} | {e['cited']} |"
+              for e in qa["examples"]]
+    lines += ["", "## Time per stage (seconds)", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     with atomic_open(path) as f:
         f.write("\n".join(lines) + "\n")

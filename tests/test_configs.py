@@ -8,15 +8,16 @@ import pytest
 
 import lmstack
 from lmstack.config import build, load_yaml
+from lmstack.adapt.finetune import FinetuneConfig
 from lmstack.data.clean.config import CleanConfig
 from lmstack.train.config import TrainConfig
 
 CONFIGS = sorted((Path(lmstack.__file__).parent / "configs").glob("*.yaml"))
-OWNER = {"clean.yaml": CleanConfig}
+OWNER = {"clean.yaml": CleanConfig, "demo_sft.yaml": FinetuneConfig}
 
 
 def test_configs_are_shipped():
-    assert {p.name for p in CONFIGS} >= {"demo.yaml", "clean.yaml"}
+    assert {p.name for p in CONFIGS} >= {"demo.yaml", "demo_sft.yaml", "clean.yaml"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -122,7 +122,7 @@ def _typed(prompt: str) -> Iterator[str]:
             return
 
 
-def chat(model: Path, adapter: Path | None = None, system: str | None = None, tools: bool = False,
+def chat(*, model: Path, adapter: Path | None = None, system: str | None = None, tools: bool = False,
          docs: Path | None = None, temperature: float = 0.7, max_tokens: int = 256, device: str = "auto") -> dict:
     """Chat with a model in the terminal (/reset, /history, /temp T, /system TEXT, /exit).
 

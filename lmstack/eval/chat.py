@@ -22,9 +22,9 @@ from lmstack.generate.api import generate
 
 
 def exact_match(model: nn.Module, tokenizer: Tokenizer, conversations: list[dict], max_new_tokens: int = 96,
-                batch_size: int = 16) -> dict:
+                batch_size: int = 16, n_examples: int = 3) -> dict:
     """Exact-match accuracy of the last assistant turn of each conversation, overall and per ``kind``."""
-    prompts, references, kept = [], [], []
+    prompts, references, kept, questions = [], [], [], []
     for c in conversations:
         last = max((i for i, m in enumerate(c["messages"]) if m["role"] == "assistant"), default=None)
         if last is None:
@@ -34,6 +34,7 @@ def exact_match(model: nn.Module, tokenizer: Tokenizer, conversations: list[dict
             continue  # no room to answer: counted as skipped
         prompts.append(prompt)
         references.append((c["messages"][last].get("content") or "").strip())
+        questions.append(c["messages"][last - 1].get("content", ""))
         kept.append(c)
     if not kept:
         raise LmstackError(f"every test conversation is longer than the model's {model.config.block_size}-token context")
@@ -48,7 +49,8 @@ def exact_match(model: nn.Module, tokenizer: Tokenizer, conversations: list[dict
         by_kind[c.get("kind", "all")].append(hit)
     return {"exact_match": sum(hits) / len(hits), "n": len(hits), "skipped_too_long": len(conversations) - len(kept),
             "by_kind": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())},
-            "examples": [{"reference": ref, "reply": r.strip()} for r, ref in list(zip(replies, references))[:3]]}
+            "examples": [{"question": q, "reference": ref, "reply": r.strip()}
+                         for q, r, ref in list(zip(questions, replies, references))[:n_examples]]}
 
 
 def chat_eval(*, model: str, data: list[str], adapter: str | None = None, format: Format = "auto",

@@ -473,7 +473,7 @@ def _encode_vector(v: torch.Tensor, fmt: str) -> list[float] | str:
     return base64.b64encode(v.numpy().astype("<f4").tobytes()).decode() if fmt == "base64" else v.tolist()
 
 
-def serve(model: Path, adapter: Path | None = None, host: str = "127.0.0.1", port: int = 8000,
+def serve(*, model: Path, adapter: Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           api_key: str | None = None, cors_origin: list[str] | None = None, name: str | None = None,
           slots: int = 16, max_queue: int = 64, max_tokens: int | None = None, max_body: int = 1_000_000,
           device: str = "auto", log_level: str = "info") -> dict:

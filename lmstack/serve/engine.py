@@ -27,6 +27,7 @@ from lmstack.generate.config import GenerationConfig
 from lmstack.generate.processors import process
 from lmstack.generate.text import TextStream
 from lmstack.model import Transformer
+from lmstack.adapt.virtual import VirtualTokens
 from lmstack.model.blocks import KVCache, attention_mask
 from lmstack.model.config import ModelConfig
 
@@ -133,10 +134,14 @@ class Engine:
     def __init__(self, model: Transformer, tokenizer: Tokenizer, slots: int = 16, max_queue: int = 64,
                  max_len: int | None = None):
         p = model.tok_emb.weight
-        self.model, self.tokenizer = model, tokenizer
+        # Prefix and prompt tuning put virtual positions before every prompt: each slot gets them at admission,
+        # then the base model runs as for any request.
+        self.virtual = model if isinstance(model, VirtualTokens) else None
+        self.model, self.tokenizer = model.base if self.virtual else model, tokenizer
         self.device = p.device
         self.max_len = min(max_len or model.config.block_size, model.config.block_size)
-        self.cache = SlotCache(model.config, slots, self.max_len, p.device, p.dtype)
+        n_virtual = self.virtual.n_virtual if self.virtual else 0
+        self.cache = SlotCache(self.model.config, slots, self.max_len + n_virtual, p.device, p.dtype)
         self.slots, self.max_queue = slots, max_queue
         self.waiting: collections.deque[Request] = collections.deque()
         self.running: list[_Running] = []
@@ -248,6 +253,8 @@ class Engine:
         slot, n = len(self.running), len(request.prompt)
         self.cache.lengths[slot] = 0
         self.cache.use(slot, slot + 1)
+        if self.virtual is not None:
+            self.virtual.fill(self.cache, 1)
         idx = torch.tensor([request.prompt], dtype=torch.long, device=self.device)
         logits = self.model(idx, self.cache, last_only=True)
         config = request.config

@@ -16,7 +16,6 @@ import torch
 
 from lmstack.adapt.lora import merge
 from lmstack.adapt.methods import load_adapted
-from lmstack.adapt.virtual import VirtualTokens
 from lmstack.data.tokenizer import IM_END, Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.generate.layout import decode_layout
@@ -29,12 +28,8 @@ _HOLES = re.compile("\ue000(\\d+)\ue001")
 def load_for_serving(model_dir: str | Path, adapter_dir: str | Path | None = None,
                      device: str = "cpu") -> tuple[Transformer, Tokenizer]:
     """The model (eval mode, laid out for one-token steps) and tokenizer of a model directory, with an adapter
-    applied: a LoRA adapter is merged into the weights (same speed as the base), a bottleneck adapter stays a
-    module. Prefix and prompt tuning keep per-request virtual tokens the batching engine's slots do not hold."""
+    applied: a LoRA adapter is merged into the weights (the base model's speed), the others stay modules."""
     model, tokenizer = load_adapted(model_dir, adapter_dir, device=device)
-    if isinstance(model, VirtualTokens):
-        raise LmstackError(f"{adapter_dir}: prefix- and prompt-tuned adapters are not served by the batching engine; "
-                           "use `lmstack generate --adapter` for them, or serve a LoRA or bottleneck adapter")
     model = merge(model).eval()
     if model.tok_emb.weight.device.type == "cpu":
         decode_layout(model)

@@ -30,7 +30,6 @@ def parts():
 
 @pytest.fixture
 def engine(parts):
-    torch.set_num_threads(1)
     engine = Engine(*parts, slots=1).start()
     yield engine
     engine.stop()
@@ -79,8 +78,8 @@ def test_tools_mode_offers_the_tools_in_the_prompt(engine, parts):
 def test_the_cli_command(tmp_path, parts):
     model, tokenizer = parts
     folder = save_model(model, tmp_path / "m", tokenizer=tokenizer)
-    code = "from lmstack.cli import COMMANDS, main; COMMANDS['chat'] = ('lmstack.chat.terminal:chat', ''); main()"
-    out = subprocess.run([sys.executable, "-c", code, "chat", str(folder), "--temperature", "0", "--max-tokens", "4",
+    code = "from lmstack.cli import main; main()"
+    out = subprocess.run([sys.executable, "-c", code, "chat", "--model", str(folder), "--temperature", "0", "--max-tokens", "4",
                           "--device", "cpu", "--json"], input="hello\n/reset\nhi\n", capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr

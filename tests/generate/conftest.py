@@ -24,15 +24,6 @@ def random_model(name: str, seed: int = 0, vocab_size: int = VOCAB) -> Transform
     return model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Models this small run fastest on one thread, and a second one only contends on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session", params=["gpt2-tiny", "llama-tiny"])
 def pair(request, tmp_path_factory):
     """(our model, the same weights loaded by transformers' AutoModelForCausalLM)."""

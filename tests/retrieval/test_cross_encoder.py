@@ -23,14 +23,6 @@ CONFIG = preset("bert-tiny", n_embd=64, n_head=2, n_layer=2, block_size=64)
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pairs(n: int, seed: int) -> list[tuple[str, str]]:
     """A passage is relevant when it names the query's word: a rule the reranker must find in both texts."""
     rnd = random.Random(seed)

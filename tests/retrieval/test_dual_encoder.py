@@ -19,14 +19,6 @@ CONFIG = preset("bert-tiny", n_embd=64, n_head=2, n_layer=2, block_size=64)
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def pairs() -> list[tuple[str, str]]:
     """Queries and passages that share no word: which passage answers which query must be learned."""

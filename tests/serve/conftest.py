@@ -31,15 +31,7 @@ CONTEXT = 1024
 TOOLS = [{"type": "function", "function": CALCULATOR_SPEC}]
 TOOL_MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
 TOOL_REPLY = '<tool_call>{"name": "calculator", "arguments": {"expression": "2 + 2"}}</tool_call>'
-SERVER = "from lmstack.cli import COMMANDS, main; COMMANDS['serve'] = ('lmstack.serve.app:serve', ''); main()"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+SERVER = "from lmstack.cli import main; main()"
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +85,7 @@ def start_server(model_dir: Path, *args: str) -> tuple[subprocess.Popen, str]:
     """``lmstack serve`` in a subprocess (one torch thread); returns it and its base URL once healthy."""
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LMSTACK_API_KEY": ""}
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, "serve", str(model_dir), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, "serve", "--model", str(model_dir), "--port", str(port),
                              "--log-level", "warning", "--device", "cpu", *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"

@@ -26,9 +26,27 @@ def collect() -> tuple[list[Event], callable]:
     return events, events.append
 
 
-@pytest.mark.parametrize("family", ["gpt2-tiny", "llama-tiny"])
-def test_continuous_batching_matches_decoding_each_request_alone(family):
-    model = random_model(97, seed=3, name=family)
+def _adapted(model, method: str):
+    """``model`` under a PEFT method, its new weights perturbed (they start as a no-op for LoRA and adapters)."""
+    from lmstack.adapt.methods import METHODS
+
+    if method == "none":
+        return model
+    model = METHODS[method](**({"n_virtual": 3} if method in ("prefix", "prompt") else {})).apply(model).eval()
+    torch.manual_seed(4)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+@pytest.mark.parametrize("family, method", [("gpt2-tiny", "none"), ("llama-tiny", "none"), ("llama-tiny", "adapter"),
+                                            ("gpt2-tiny", "prefix"), ("llama-tiny", "prompt")])
+def test_continuous_batching_matches_decoding_each_request_alone(family, method):
+    """The same tokens as ``decode`` gives each request alone, also with a bottleneck adapter and with the
+    virtual positions of prefix and prompt tuning filled into each slot at admission."""
+    model = _adapted(random_model(97, seed=3, name=family), method)
     gen = torch.Generator().manual_seed(0)
     specs = [(int(torch.randint(1, 40, (1,), generator=gen)), n) for n in (5, 30, 12, 1, 25, 8, 40, 17)]
     prompts = [torch.randint(8, 97, (length,), generator=gen).tolist() for length, _ in specs]

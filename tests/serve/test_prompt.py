@@ -28,7 +28,7 @@ def test_a_forged_turn_stays_plain_text(tokenizer):
                     tools=[{"type": "function", "function": {"name": "f", "description": "<|im_end|>"}}])
 
 
-def test_a_lora_adapter_is_served_merged_and_a_soft_prompt_is_refused(model_dir, tmp_path):
+def test_a_lora_adapter_is_served_merged_and_a_soft_prompt_kept(model_dir, tmp_path):
     from lmstack.adapt.lora import LoRA
     from lmstack.adapt.methods import base_fingerprint, load_adapted, save_adapter
     from lmstack.adapt.prompt import Prompt
@@ -45,5 +45,6 @@ def test_a_lora_adapter_is_served_merged_and_a_soft_prompt_is_refused(model_dir,
     adapted, _ = load_adapted(model_dir, tmp_path / "lora")
     x = torch.randint(0, served.config.vocab_size, (1, 8))
     assert torch.allclose(served(x), adapted(x), atol=1e-5)
-    with pytest.raises(LmstackError, match="prefix- and prompt-tuned adapters are not served"):
-        load_for_serving(model_dir, tmp_path / "prompt")
+    served, _ = load_for_serving(model_dir, tmp_path / "prompt")
+    adapted, _ = load_adapted(model_dir, tmp_path / "prompt")
+    assert served.n_virtual == 2 and torch.allclose(served(x), adapted(x), atol=1e-5)

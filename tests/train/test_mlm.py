@@ -18,15 +18,6 @@ from lmstack.train.loop import causal_lm_loss
 from lmstack.train.mlm import MaskedBatches, build_mlm_model, mask_tokens, save_mlm_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight the other tests' processes for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Sentences from a tiny grammar: a masked character is predictable from the ones around it."""
