@@ -21,10 +21,10 @@ from pathlib import Path
 # method's usual range (prompt tuning needs a far larger one, as Lester et al. 2021 report).
 METHODS = {
     "full": ["--lr", "1e-3", "--min_lr", "1e-4"],
-    "lora": ["--lr", "3e-3", "--lora.r", "8", "--lora.alpha", "16", "--lora.targets", "q_proj,v_proj"],
-    "adapter": ["--lr", "3e-3", "--adapter.size", "16"],
-    "prefix": ["--lr", "1e-2", "--prefix.n_virtual", "16"],
-    "prompt": ["--lr", "0.1", "--min_lr", "0.01", "--prompt.n_virtual", "16",
+    "lora": ["--lr", "3e-3", "--lora.r", "2", "--lora.targets", "all-linear"],  # alpha 16 (the default)
+    "adapter": ["--lr", "3e-3", "--adapter.size", "8"],
+    "prefix": ["--lr", "3e-2", "--min_lr", "3e-3", "--prefix.n_virtual", "16"],
+    "prompt": ["--lr", "0.3", "--min_lr", "0.03", "--prompt.n_virtual", "16",
                "--prompt.init_text", "Answer the question about the world."],
 }
 

@@ -83,6 +83,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
     method = cfg.method_config()
     model = method.apply(load_model(cfg.model, device=device), tokenizer)
     block = cfg.max_len or model.config.block_size
+    if block > model.config.block_size:
+        raise LmstackError(f"max_len {block} exceeds the model's context of {model.config.block_size} tokens")
     train_data, val_data, data_stats = _datasets(cfg, tokenizer, block)
     params = count_parameters(model)
     data_rng = torch.Generator().manual_seed(cfg.seed)

@@ -36,7 +36,6 @@ from lmstack.model.hf import load_model
 @dataclass
 class Full:
     """Full fine-tuning: every weight trains; the result is a whole model directory."""
-    peft_type = None
 
     def apply(self, model: nn.Module, tokenizer=None) -> nn.Module:
         return model.requires_grad_(True)
@@ -62,22 +61,17 @@ def base_fingerprint(model: nn.Module) -> str:
 
 def save_adapter(method, model: nn.Module, path: str | Path, base_fp: str, base_path: str,
                  tokenizer: Tokenizer | None = None) -> Path:
-    """Write ``method``'s trained weights of ``model`` as an adapter directory (atomically)."""
+    """Write ``method``'s trained weights of ``model`` as an adapter directory (the folder swapped in whole)."""
     path = Path(path)
-    with atomic_dir(path) as tmp:
-        write_adapter_files(method, model, tmp, base_fp, base_path, tokenizer)
-    return path
-
-
-def write_adapter_files(method, model: nn.Module, folder: Path, base_fp: str, base_path: str,
-                        tokenizer: Tokenizer | None = None) -> None:
     tensors = {k: v.float().contiguous() for k, v in method.tensors(model).items()}
-    save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
     config = {**method.peft_config(model), "base_model_name_or_path": base_path,
               "lmstack": {"method": _name(method), "base_config_sha256": base_fp, "config": dataclasses.asdict(method)}}
-    write_json(folder / "adapter_config.json", config)
-    if tokenizer is not None:
-        tokenizer.save(folder)
+    with atomic_dir(path) as tmp:
+        save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+        write_json(tmp / "adapter_config.json", config)
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+    return path
 
 
 def load_adapter(model: nn.Module, path: str | Path, tokenizer: Tokenizer | None = None) -> nn.Module:

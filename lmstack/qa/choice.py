@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +22,7 @@ from lmstack.model.encoder_text import encode_pairs
 from lmstack.model.heads import EncoderForMultipleChoice
 from lmstack.model.transformer import Transformer
 from lmstack.qa.squad import CJK, Example
+from lmstack.train.epochs import fit
 
 
 @dataclass
@@ -115,24 +115,13 @@ def train_choice(model: EncoderForMultipleChoice, tokenizer: Tokenizer, items: l
                  batch_size: int = 16, lr: float = 1e-3, max_len: int = 128, seed: int = 0) -> dict[str, float]:
     """Fine-tune the choice head and encoder: cross-entropy of the softmax over each item's option scores."""
     torch.manual_seed(seed)
-    order, items = random.Random(seed), list(items)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    model.train()
-    losses, start = [], time.perf_counter()
-    for _ in range(epochs):
-        order.shuffle(items)
-        for i in range(0, len(items), batch_size):
-            batch = items[i:i + batch_size]
-            loss = F.cross_entropy(model(**encode_choices(tokenizer, batch, max_len)),
-                                   torch.tensor([it.label for it in batch]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-    model.eval()
-    k = max(1, len(losses) // 10)
-    return {"steps": len(losses), "loss_first": sum(losses[:k]) / k, "loss_last": sum(losses[-k:]) / k,
-            "seconds": time.perf_counter() - start}
+
+    def loss_of(batch: list[ChoiceItem]) -> torch.Tensor:
+        return F.cross_entropy(model(**encode_choices(tokenizer, batch, max_len)), torch.tensor([it.label for it in batch]))
+
+    run = fit(model, list(items), loss_of, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, desc="train choice")
+    return {"steps": run["steps"], "loss_first": run["loss_first"], "loss_last": run["loss_last"],
+            "seconds": run["seconds"]}
 
 
 def accuracy(predicted: list[int], items: list[ChoiceItem]) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from lmstack.model.hf_bert import load_encoder, write_encoder_files
 from lmstack.qa.features import Feature, collate, make_features
 from lmstack.qa.metrics import evaluate
 from lmstack.qa.squad import Example, read_squad, split_by_context, write_predictions
+from lmstack.train.epochs import fit as train_epochs
 
 
 @dataclass
@@ -161,36 +161,18 @@ def fit(reader: Reader, examples: list[Example], epochs: int = 3, batch_size: in
     if not features:
         raise LmstackError("no training features: every example lacks a locatable answer")
     pad = specials(reader.tokenizer).pad_id
-    order = random.Random(seed)
-    steps = epochs * math.ceil(len(features) / batch_size)
-    opt = torch.optim.AdamW(reader.model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min((t + 1) / max(1, warmup * steps), (steps - t) / steps))
-    reader.model.train()
-    start, losses, step = time.perf_counter(), [], 0
-    for _ in range(epochs):
-        order.shuffle(features)
-        for i in range(0, len(features), batch_size):
-            b = collate(features[i:i + batch_size], pad)
-            s, e = reader.model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
-            mask = b["attention_mask"] == 0
-            loss = (F.cross_entropy(s.masked_fill(mask, -1e4), b["start_positions"])
-                    + F.cross_entropy(e.masked_fill(mask, -1e4), b["end_positions"])) / 2
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(reader.model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            step += 1
-            if max_seconds is not None and time.perf_counter() - start > max_seconds:
-                break
-        else:
-            continue
-        break
-    reader.model.eval()
-    k = max(1, len(losses) // 10)
-    return {"features": len(features), "steps": step, "loss_first": sum(losses[:k]) / k,
-            "loss_last": sum(losses[-k:]) / k, "train_seconds": time.perf_counter() - start}
+
+    def loss_of(batch: list) -> torch.Tensor:
+        b = collate(batch, pad)
+        s, e = reader.model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+        mask = b["attention_mask"] == 0
+        return (F.cross_entropy(s.masked_fill(mask, -1e4), b["start_positions"])
+                + F.cross_entropy(e.masked_fill(mask, -1e4), b["end_positions"])) / 2
+
+    run = train_epochs(reader.model, features, loss_of, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                       warmup=warmup, max_seconds=max_seconds, desc="train reader")
+    return {"features": len(features), "steps": run["steps"], "loss_first": run["loss_first"],
+            "loss_last": run["loss_last"], "train_seconds": run["seconds"]}
 
 
 def new_reader(examples: list[Example], preset: str = "bert-tiny", tokenizer: Literal["bpe", "char"] = "bpe",

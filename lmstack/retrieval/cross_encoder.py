@@ -10,13 +10,10 @@ sentence-transformers' ``CrossEncoder`` reads and writes (ms-marco-MiniLM-L-6-v2
 from __future__ import annotations
 
 import math
-import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from lmstack.data.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
@@ -26,6 +23,7 @@ from lmstack.model.encoder_text import encode_pairs
 from lmstack.model.heads import EncoderForSequenceClassification
 from lmstack.model.hf_bert import fingerprint, load_encoder, write_encoder_files
 from lmstack.retrieval.dual_encoder import fresh_encoder, read_examples
+from lmstack.train.epochs import fit
 
 
 class CrossEncoder:
@@ -85,31 +83,17 @@ def train_cross_encoder(examples: list[tuple[str, str, list[str]]], out: str | P
     """
     torch.manual_seed(seed)
     model = _starting_point(encoder, tokenizer, max_len)
-    rng = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.model.parameters(), lr=lr, weight_decay=0.01)
-    model.model.train()
-    losses, start = [], time.perf_counter()
-    steps = epochs * math.ceil(len(examples) / batch_size)
-    with tqdm(total=steps, desc="train rerank", file=sys.stderr, disable=not show_progress, mininterval=1.0) as bar:
-        for _ in range(epochs):
-            order = torch.randperm(len(examples), generator=rng).tolist()
-            for i in range(0, len(order), batch_size):
-                rows = [examples[j] for j in order[i:i + batch_size]]
-                groups = [[pos] + _negatives(k, rows, negatives_per_query) for k, (_, pos, _) in enumerate(rows)]
-                queries = [q for (q, _, _), g in zip(rows, groups) for _ in g]
-                logits = model.logits(queries, [t for g in groups for t in g])
-                loss = _listwise_loss(logits, [len(g) for g in groups])
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.model.parameters(), 1.0)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(loss.item())
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.model.eval()
+
+    def loss_of(rows: list[tuple[str, str, list[str]]]) -> torch.Tensor:
+        groups = [[pos] + _negatives(k, rows, negatives_per_query) for k, (_, pos, _) in enumerate(rows)]
+        queries = [q for (q, _, _), g in zip(rows, groups) for _ in g]
+        return _listwise_loss(model.logits(queries, [t for g in groups for t in g]), [len(g) for g in groups])
+
+    run = fit(model.model, examples, loss_of, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+              desc="train rerank", show_progress=show_progress)
     model.save(out)
-    return {"out": str(out), "examples": len(examples), "steps": len(losses), "first_loss": losses[0],
-            "last_loss": losses[-1], "wall_s": time.perf_counter() - start, "params": model.model.num_params(),
+    return {"out": str(out), "examples": len(examples), "steps": run["steps"], "first_loss": run["first_loss"],
+            "last_loss": run["last_loss"], "wall_s": run["seconds"], "params": model.model.num_params(),
             "fingerprint": model.fingerprint}
 
 

@@ -12,9 +12,7 @@ all-MiniLM-L6-v2 as is, and what we save loads in sentence-transformers and as `
 from __future__ import annotations
 
 import json
-import math
 import sys
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +29,7 @@ from lmstack.model.encoder import Encoder, build_encoder
 from lmstack.model.encoder_text import encode_pairs
 from lmstack.model.heads import pool
 from lmstack.model.hf_bert import fingerprint, load_encoder, write_encoder_files
+from lmstack.train.epochs import fit
 
 Pooling = Literal["mean", "cls"]
 _ST = "sentence_transformers.models."
@@ -141,29 +140,17 @@ def train_dual_encoder(pairs: list[tuple[str, str]], out: str | Path, encoder: s
         raise LmstackError(f"{len(pairs)} pairs but {len(negatives)} lists of negatives")
     torch.manual_seed(seed)
     model = starting_point(encoder, tokenizer, pooling, max_len)
-    rng = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.encoder.parameters(), lr=lr, weight_decay=0.01)
-    model.encoder.train()
-    losses, start = [], time.perf_counter()
-    steps = epochs * math.ceil(len(pairs) / batch_size)
-    with tqdm(total=steps, desc="train dense", file=sys.stderr, disable=not show_progress, mininterval=1.0) as bar:
-        for _ in range(epochs):
-            order = torch.randperm(len(pairs), generator=rng).tolist()
-            for i in range(0, len(order), batch_size):
-                rows = order[i:i + batch_size]
-                docs = [pairs[j][1] for j in rows] + [n for j in rows for n in (negatives[j] if negatives else [])]
-                loss = info_nce(model.embed([pairs[j][0] for j in rows]), model.embed(docs), temperature)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.encoder.parameters(), 1.0)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(loss.item())
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.encoder.eval()
+    rows = list(zip(pairs, negatives or [[] for _ in pairs]))
+
+    def loss_of(batch: list[tuple[tuple[str, str], list[str]]]) -> torch.Tensor:
+        docs = [pos for (_, pos), _ in batch] + [n for _, negs in batch for n in negs]
+        return info_nce(model.embed([q for (q, _), _ in batch]), model.embed(docs), temperature)
+
+    run = fit(model.encoder, rows, loss_of, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+              desc="train dense", show_progress=show_progress)
     model.save(out)
-    return {"out": str(out), "pairs": len(pairs), "steps": len(losses), "first_loss": losses[0],
-            "last_loss": losses[-1], "wall_s": time.perf_counter() - start, "params": model.encoder.num_params(),
+    return {"out": str(out), "pairs": len(pairs), "steps": run["steps"], "first_loss": run["first_loss"],
+            "last_loss": run["last_loss"], "wall_s": run["seconds"], "params": model.encoder.num_params(),
             "fingerprint": model.fingerprint}
 
 

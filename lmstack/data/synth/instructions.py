@@ -42,7 +42,7 @@ SINGLE_TURN = [person_question, person_question, place_question, price_question,
 
 def ordering(world: World, rng: random.Random, lang: str) -> list[dict]:
     """system (the waiter's restaurant) -> order -> bill -> payment -> change, sometimes a price question first."""
-    r, person = rng.choice(world.restaurants), rng.choice(world.people)
+    r, _customer = rng.choice(world.restaurants), rng.choice(world.people)  # the customer stays unnamed in chat
     order = [(d, rng.randint(1, 3)) for d in rng.sample(r.dishes, rng.randint(1, 3))]
     total = sum(d.price * n for d, n in order)
     bill = " + ".join(f"{n} × {d.price}" for d, n in order) + f" = {total}" if len(order) > 1 or order[0][1] > 1 \
