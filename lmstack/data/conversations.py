@@ -40,12 +40,15 @@ def read_conversations(path: str | Path, format: Format = "auto") -> list[dict]:
     return out
 
 
+KEPT = ("kind", "lang")  # labels a record may carry (the synthetic data's task and language), kept for reports
+
+
 def to_conversation(record: dict, format: Format = "auto") -> dict:
-    """One record in any supported format -> ``{"messages", "tools"}``."""
+    """One record in any supported format -> ``{"messages", "tools"}`` (plus ``kind``/``lang`` when present)."""
     if not isinstance(record, dict):
         raise LmstackError("expected a JSON object")
     kind = format if format != "auto" else detect(record)
-    return _READERS[kind](record)
+    return _READERS[kind](record) | {k: record[k] for k in KEPT if k in record}
 
 
 def detect(record: dict) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -68,19 +67,8 @@ def chat_eval(*, model: str, data: list[str], adapter: str | None = None, format
     from lmstack.adapt.methods import load_adapted
 
     net, tokenizer = load_adapted(model, adapter)
-    conversations = [c | {"kind": c.get("kind", "all")} for path in data for c in _with_kind(Path(path), format)]
+    conversations = [c for path in data for c in read_conversations(path, format)]
     start = time.perf_counter()
     result = exact_match(net, tokenizer, conversations[:limit], max_new_tokens)
     return {**result, "seconds": round(time.perf_counter() - start, 2)}
 
-
-def _with_kind(path: Path, format: Format) -> list[dict]:
-    """Conversations with the record's ``kind`` (the synthetic data's task name) kept for the breakdown."""
-    import json
-
-    conversations = read_conversations(path, format)
-    if path.suffix == ".jsonl":
-        kinds = [json.loads(line).get("kind", "all") for line in path.read_text(encoding="utf-8").splitlines()
-                 if line.strip()]
-        return [c | {"kind": k} for c, k in zip(conversations, kinds)]
-    return conversations
