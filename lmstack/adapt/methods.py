@@ -6,8 +6,9 @@ to train. Each method also says what it saves (``tensors``, ``peft_config``) and
 (``from_peft_config`` + ``load_tensors``). ``full`` fine-tuning trains everything and saves a whole model.
 
 An adapter directory is laid out as peft's: ``adapter_model.safetensors`` + ``adapter_config.json`` (peft's
-fields, plus ours under ``lmstack``: the method, and a fingerprint of the base model's config so an adapter
-is never applied to a base it was not trained on), and the tokenizer it was trained with.
+fields only, so peft reads it without complaint), plus ``lmstack_adapter.json`` (the method, and a fingerprint
+of the base model's config so an adapter is never applied to a base it was not trained on) and the tokenizer
+it was trained with.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Full:
         return model.requires_grad_(True)
 
 
+OURS = "lmstack_adapter.json"  # beside peft's adapter_config.json: the method and the base model's fingerprint
 METHODS = {"full": Full, "lora": LoRA, "adapter": Adapter, "prefix": Prefix, "prompt": Prompt}
 BY_PEFT_TYPE = {cls.peft_type: cls for cls in (LoRA, Adapter, Prefix, Prompt)}
 
@@ -64,11 +66,11 @@ def save_adapter(method, model: nn.Module, path: str | Path, base_fp: str, base_
     """Write ``method``'s trained weights of ``model`` as an adapter directory (the folder swapped in whole)."""
     path = Path(path)
     tensors = {k: v.float().contiguous() for k, v in method.tensors(model).items()}
-    config = {**method.peft_config(model), "base_model_name_or_path": base_path,
-              "lmstack": {"method": _name(method), "base_config_sha256": base_fp, "config": dataclasses.asdict(method)}}
+    ours = {"method": _name(method), "base_config_sha256": base_fp, "config": dataclasses.asdict(method)}
     with atomic_dir(path) as tmp:
         save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
-        write_json(tmp / "adapter_config.json", config)
+        write_json(tmp / "adapter_config.json", {**method.peft_config(model), "base_model_name_or_path": base_path})
+        write_json(tmp / OURS, ours)
         if tokenizer is not None:
             tokenizer.save(tmp)
     return path
@@ -81,7 +83,7 @@ def load_adapter(model: nn.Module, path: str | Path, tokenizer: Tokenizer | None
     if not config_file.is_file():
         raise LmstackError(f"{path}: not an adapter directory (adapter_config.json missing)")
     config = read_json(config_file)
-    ours = config.get("lmstack", {})
+    ours = read_json(path / OURS) if (path / OURS).is_file() else {}  # absent in adapters peft trained
     if ours.get("base_config_sha256") not in (None, base_fingerprint(model)):
         raise LmstackError(f"{path}: this adapter was trained on another base model "
                            f"({config.get('base_model_name_or_path')}); its config fingerprint does not match")
