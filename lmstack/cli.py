@@ -90,7 +90,8 @@ def emit(result: dict[str, Any], as_json: bool) -> None:
 
 def _usage(unknown: str | None) -> None:
     lines = ["usage: lmstack <command> [args] [--json] [--debug]", "", "commands:"]
-    lines += [f"  {n:<10} {summary}" for n, (_, summary) in COMMANDS.items()]
+    width = max(map(len, COMMANDS)) + 1
+    lines += [f"  {n:<{width}} {summary}" for n, (_, summary) in COMMANDS.items()]
     if unknown:
         print(f"lmstack: error: unknown command '{unknown}'\n" + "\n".join(lines), file=sys.stderr)
         sys.exit(2)
@@ -109,7 +110,8 @@ def parse_args(fn: Callable[..., Any], argv: list[str], prog: str) -> dict[str, 
 
     hints = typing.get_type_hints(fn)
     docs = _param_docs(fn)
-    parser = argparse.ArgumentParser(prog=prog, description=(inspect.getdoc(fn) or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog, description=(inspect.getdoc(fn) or "").split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     config_param = None
     for p in inspect.signature(fn).parameters.values():
         hint = hints.get(p.name, str)
@@ -117,6 +119,9 @@ def parse_args(fn: Callable[..., Any], argv: list[str], prog: str) -> dict[str, 
         if dataclasses.is_dataclass(base):
             config_param = (p.name, base)
             parser.add_argument("--config", type=Path, help="YAML file filling the config; --key value overrides it")
+            parser.epilog = "config keys (--key value, nested as --section.key value):\n" + "\n".join(
+                f"  --{key} {','.join(map(str, value)) if isinstance(value, list) else value}"
+                for key, value in _flat_defaults(base))
             continue
         flag = "--" + p.name.replace("_", "-")
         many = typing.get_origin(base) in (list, tuple)
@@ -141,6 +146,18 @@ def parse_args(fn: Callable[..., Any], argv: list[str], prog: str) -> dict[str, 
         source = str(kwargs.pop("config") or "command line")
         kwargs[name] = build(cls, merge(values, nest(_overrides(extra))), source)
     return kwargs
+
+
+def _flat_defaults(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, default) for every field of a config dataclass, nested sections flattened."""
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            out += _flat_defaults(type(default), f"{prefix}{f.name}.")
+        else:
+            out.append((prefix + f.name, str(default) if isinstance(default, Path) else default))
+    return out
 
 
 def _overrides(extra: list[str]) -> dict[str, str]:

@@ -65,3 +65,9 @@ def test_json_keeps_stdout_for_the_result(capsys):
         del cli.COMMANDS["talk"]
     out = capsys.readouterr()
     assert json.loads(out.out) == {"ok": 1} and "streamed text" in out.err
+
+
+
+def test_help_of_a_config_command_lists_every_key_with_its_default():
+    out = lmstack("finetune", "--help").stdout
+    assert "--lora.targets all-linear" in out and "--method lora" in out and "--max_iters 300" in out
