@@ -18,6 +18,7 @@ from typing import Iterator, Literal
 
 from lmstack.chat.template import check_messages
 from lmstack.errors import LmstackError
+from lmstack.io import read_json, read_jsonl
 
 Format = Literal["auto", "alpaca", "sharegpt", "openai"]
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
@@ -120,26 +121,12 @@ _READERS = {"alpaca": _alpaca, "sharegpt": _sharegpt, "openai": _openai}
 
 def _records(path: Path) -> Iterator[tuple[str, dict]]:
     """(``file:line`` or ``file[i]``, record) for a .jsonl or .json file."""
-    if not path.is_file():
-        raise LmstackError(f"{path}: file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise LmstackError(f"{path}: not UTF-8 text (byte {e.start})") from None
     if path.suffix == ".jsonl":
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                yield f"{path}:{n}", _loads(line, f"{path}:{n}")
+        yield from read_jsonl(path)
         return
-    data = _loads(text, str(path))
+    data = read_json(path)
     if not isinstance(data, list):
         raise LmstackError(f"{path}: expected a JSON list of records")
     for i, record in enumerate(data):
         yield f"{path}[{i}]", record
 
-
-def _loads(text: str, where: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise LmstackError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None

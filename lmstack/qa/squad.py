@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lmstack.errors import LmstackError
-from lmstack.io import atomic_open, read_json, write_json
+from lmstack.io import atomic_open, read_json, read_jsonl, write_json
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -68,59 +68,46 @@ def read_squad(path: str | Path) -> tuple[list[Example], ReadReport]:
     path = Path(path)
     report = ReadReport(str(path))
     if path.suffix == ".jsonl":
-        records = _jsonl(path)
+        records = list(read_jsonl(path))
     else:
         data = read_json(path)
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise LmstackError(f"{path}: not SQuAD format (expected an object with a 'data' list)")
         records = _flatten(data["data"], path)
-    examples = [ex for where, r in records if (ex := _example(r, where, path, report)) is not None]
+    examples = [ex for where, r in records if (ex := _example(r, where, report)) is not None]
     return examples, report
-
-
-def _jsonl(path: Path) -> list[tuple[str, dict]]:
-    if not path.is_file():
-        raise LmstackError(f"{path}: file not found")
-    out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                out.append((f"line {i}", json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise LmstackError(f"{path}: line {i}: not valid JSON ({e})") from e
-    return out
 
 
 def _flatten(articles: list, path: Path) -> list[tuple[str, dict]]:
     """SQuAD's article -> paragraph -> qas nesting as flat records carrying their context."""
     out = []
     for a, article in enumerate(articles):
-        for p, para in enumerate(_field(article, "paragraphs", f"data[{a}]", path)):
-            where = f"data[{a}].paragraphs[{p}]"
-            context = _field(para, "context", where, path)
-            for q, qa in enumerate(_field(para, "qas", where, path)):
+        for p, para in enumerate(_field(article, "paragraphs", f"{path}: data[{a}]")):
+            where = f"{path}: data[{a}].paragraphs[{p}]"
+            context = _field(para, "context", where)
+            for q, qa in enumerate(_field(para, "qas", where)):
                 if not isinstance(qa, dict):
-                    raise LmstackError(f"{path}: {where}.qas[{q}]: expected an object, got {type(qa).__name__}")
+                    raise LmstackError(f"{where}.qas[{q}]: expected an object, got {type(qa).__name__}")
                 out.append((f"{where}.qas[{q}]", {"context": context, "passage_id": para.get("id"), **qa}))
     return out
 
 
-def _field(record: Any, name: str, where: str, path: Path) -> Any:
+def _field(record: Any, name: str, where: str) -> Any:
     if not isinstance(record, dict) or name not in record:
-        raise LmstackError(f"{path}: {where}: missing field '{name}'")
+        raise LmstackError(f"{where}: missing field '{name}'")
     return record[name]
 
 
-def _example(r: dict, where: str, path: Path, report: ReadReport) -> Example | None:
-    qid, question, context = (_field(r, name, where, path) for name in ("id", "question", "context"))
+def _example(r: dict, where: str, report: ReadReport) -> Example | None:
+    qid, question, context = (_field(r, name, where) for name in ("id", "question", "context"))
     if not str(question).strip():
         report.empty_questions += 1
         return None
     impossible = bool(r.get("is_impossible", False))
     answers = []
-    for i, a in enumerate([] if impossible else _field(r, "answers", where, path)):
-        text = _field(a, "text", f"{where}.answers[{i}]", path)
-        given = int(_field(a, "answer_start", f"{where}.answers[{i}]", path))
+    for i, a in enumerate([] if impossible else _field(r, "answers", where)):
+        text = _field(a, "text", f"{where}.answers[{i}]")
+        given = int(_field(a, "answer_start", f"{where}.answers[{i}]"))
         start = locate(context, text, given)
         report.repaired_offsets += start not in (given, -1)
         report.unlocated_answers += start == -1

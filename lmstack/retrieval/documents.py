@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 
 from lmstack.data.files import find_files
 from lmstack.errors import LmstackError
+from lmstack.io import read_jsonl as read_json_lines
 
 SUFFIXES = (".jsonl", ".txt", ".md")
 INDEX_MANIFEST_FORMAT = "lmstack-index-1"
@@ -131,22 +132,10 @@ def _jsonl_passages(path: Path, skipped: list[str]) -> Iterator[Passage]:
 def read_jsonl(path: Path) -> Iterator[tuple[str, str, str]]:
     """(``file:line``, id, text) for each record of a .jsonl file of ``{"id", "text"}`` objects (blank lines
     skipped); anything else is an error naming the line."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise LmstackError(f"{where}: not UTF-8 (invalid byte 0x{raw[e.start]:02x})") from e
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise LmstackError(f"{where}: not valid JSON ({e.msg})") from e
-            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
-                raise LmstackError(f"{where}: expected a JSON object with a string 'text' field")
-            rid = rec.get("id")
-            if isinstance(rid, bool) or not isinstance(rid, (str, int)) or rid == "":
-                raise LmstackError(f"{where}: expected an 'id' field (a string or an integer)")
-            yield where, str(rid), rec["text"]
+    for where, rec in read_json_lines(path):
+        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+            raise LmstackError(f"{where}: expected a JSON object with a string 'text' field")
+        rid = rec.get("id")
+        if isinstance(rid, bool) or not isinstance(rid, (str, int)) or rid == "":
+            raise LmstackError(f"{where}: expected an 'id' field (a string or an integer)")
+        yield where, str(rid), rec["text"]

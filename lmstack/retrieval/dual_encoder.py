@@ -11,7 +11,6 @@ all-MiniLM-L6-v2 as is, and what we save loads in sentence-transformers and as `
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Literal
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from lmstack.data.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
-from lmstack.io import atomic_dir, read_json, write_json
+from lmstack.io import atomic_dir, read_json, read_jsonl, write_json
 from lmstack.model.config import PRESETS, ModelConfig, preset
 from lmstack.model.encoder import Encoder, build_encoder
 from lmstack.model.encoder_text import encode_pairs
@@ -187,23 +186,14 @@ def fresh_encoder(encoder: str | Path | ModelConfig, tokenizer: str | Path | Tok
 def read_examples(path: str | Path) -> list[tuple[str, str, list[str]]]:
     """(query, positive, negatives) from a .jsonl of {"query": str, "positive": str, "negatives"?: [str]}."""
     path = Path(path)
-    if not path.is_file():
-        raise LmstackError(f"{path}: training file not found")
     examples = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise LmstackError(f"{path}:{n}: not valid JSON ({e.msg})") from e
-            if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("query", "positive")):
-                raise LmstackError(f"{path}:{n}: expected an object with string fields 'query' and 'positive'")
-            negs = row.get("negatives", [])
-            if not isinstance(negs, list) or not all(isinstance(x, str) for x in negs):
-                raise LmstackError(f"{path}:{n}: 'negatives' must be a list of strings")
-            examples.append((row["query"], row["positive"], negs))
+    for where, row in read_jsonl(path):
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("query", "positive")):
+            raise LmstackError(f"{where}: expected an object with string fields 'query' and 'positive'")
+        negs = row.get("negatives", [])
+        if not isinstance(negs, list) or not all(isinstance(x, str) for x in negs):
+            raise LmstackError(f"{where}: 'negatives' must be a list of strings")
+        examples.append((row["query"], row["positive"], negs))
     if not examples:
         raise LmstackError(f"{path}: no examples")
     return examples

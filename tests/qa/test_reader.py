@@ -74,4 +74,4 @@ def test_train_reader_and_qa_eval_from_the_command_line(synth_qa, tmp_path, caps
     bad.write_text('{"id": "1", "context": "c", "answers": []}\n', encoding="utf-8")
     with pytest.raises(SystemExit):
         main(["qa-eval", str(bad), "--reader", str(tmp_path / "r")])
-    assert capsys.readouterr().err.strip() == f"lmstack qa-eval: error: {bad}: line 1: missing field 'question'"
+    assert capsys.readouterr().err.strip() == f"lmstack qa-eval: error: {bad}:1: missing field 'question'"

@@ -44,7 +44,7 @@ def test_a_missing_field_is_one_line_naming_file_and_field(tmp_path):
         read_squad(path)
     path.write_text('{"id": "1", "question": "q", "answers": []}\n', encoding="utf-8")
     jsonl = path.rename(tmp_path / "bad.jsonl")
-    with pytest.raises(LmstackError, match=r"bad\.jsonl: line 1: missing field 'context'"):
+    with pytest.raises(LmstackError, match=r"bad\.jsonl:1: missing field 'context'"):
         read_squad(jsonl)
     (tmp_path / "x.json").write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(LmstackError, match="not SQuAD format"):
