@@ -42,6 +42,12 @@ class Tokenizer:
         model_max_length: int = NO_MAX_LENGTH,
         chat_template: str | None = None,
     ):
+        # A tokenizer.json written by transformers may pad and truncate every encoding (all-MiniLM-L6-v2's pads to
+        # 128): lmstack frames, cuts and pads sequences itself, so encodings here are always the text's tokens only.
+        if backend.padding:
+            backend.no_padding()
+        if backend.truncation:
+            backend.no_truncation()
         self.backend = backend
         self.bos_token, self.eos_token, self.pad_token = bos_token, eos_token, pad_token
         self.bos_id, self.eos_id, self.pad_id = (self._special_id(t) for t in (bos_token, eos_token, pad_token))

@@ -66,9 +66,6 @@ def encode_pairs(tokenizer: Tokenizer, texts: list[str], pairs: list[str] | None
     if pairs is not None and len(pairs) != len(texts):
         raise LmstackError(f"encode_pairs: {len(texts)} texts but {len(pairs)} pairs")
     s = specials(tokenizer)
-    if tokenizer.backend.padding or tokenizer.backend.truncation:  # a transformers tokenizer.json may carry its
-        tokenizer.backend.no_padding()  # own settings (all-MiniLM-L6-v2's does); here we frame, cut and pad
-        tokenizer.backend.no_truncation()
     firsts = tokenizer.encode_batch(texts, specials=False)
     seconds = tokenizer.encode_batch(pairs, specials=False) if pairs is not None else [None] * len(texts)
     rows, types = [], []

@@ -165,3 +165,14 @@ def test_tinyshakespeare_gives_nanogpts_65_character_vocab(shared_data):
     assert tok.vocab_size == len(chars) == 65
     assert tok.encode(text[:2000]) == [chars.index(c) for c in text[:2000]]
     assert tok.decode(tok.encode(text)) == text
+
+
+def test_padding_and_truncation_carried_in_a_tokenizer_json_are_dropped(tmp_path):
+    """all-MiniLM-L6-v2's tokenizer.json pads every encoding to 128: lmstack encodes the text's tokens only."""
+    tok = train_bpe(["hello world, 你好"] * 20, vocab_size=300)
+    tok.backend.enable_padding(length=32, pad_id=tok.pad_id, pad_token="<|pad|>")
+    tok.backend.enable_truncation(max_length=4)
+    tok.save(tmp_path)
+    loaded = Tokenizer.load(tmp_path)
+    assert loaded.encode("hello world, 你好") == train_bpe(["hello world, 你好"] * 20, vocab_size=300).encode("hello world, 你好")
+    assert loaded.encode_with_offsets("hello")[0] == loaded.encode("hello")
