@@ -25,7 +25,7 @@ from lmstack.data.tokenizer import Tokenizer
 from lmstack.eval.chat import exact_match
 from lmstack.eval.perplexity import unigram_baseline
 from lmstack.generate.api import GenerationConfig, generate
-from lmstack.io import atomic_open
+from lmstack.io import atomic_open, read_json, read_jsonl
 from lmstack.model.hf import load_model
 from lmstack.qa.ask import qa_demo_step
 from lmstack.train.config import TrainConfig
@@ -67,7 +67,7 @@ def demo(out: Path = Path("runs/demo"), max_iters: int | None = None, vocab_size
     result = train(cfg)
     timings["train"] = time.perf_counter() - t0 - sum(timings.values())
     _say("4/7 decoding")
-    samples = decode_samples(out / "train" / "model", json.loads((out / "corpus" / "world.json").read_text()))
+    samples = decode_samples(out / "train" / "model", read_json(out / "corpus" / "world.json"))
     timings["decode"] = time.perf_counter() - t0 - sum(timings.values())
     _say("5/7 instruction tuning (LoRA) and held-out questions before and after")
     sft = instruction_tuning(out, max_iters)
@@ -76,7 +76,7 @@ def demo(out: Path = Path("runs/demo"), max_iters: int | None = None, vocab_size
     qa = question_answering(out)
     timings["retrieval + QA"] = time.perf_counter() - t0 - sum(timings.values())
     _say("7/7 writing the report")
-    evals = [r for r in _read_jsonl(out / "train" / "metrics.jsonl") if "val_loss" in r]
+    evals = [r for _, r in read_jsonl(out / "train" / "metrics.jsonl") if "val_loss" in r]
     write_report(out / "report.md", corpus, data, baseline, evals, samples, sft, qa, timings, result)
     return {"report": str(out / "report.md"), "unigram_val_loss": baseline, "first_val_loss": evals[0]["val_loss"],
             "val_loss": result["val_loss"], "val_ppl": result["val_ppl"], "unigram_ppl": math.exp(baseline),
@@ -177,10 +177,6 @@ def write_report(path: Path, corpus: dict, data: dict, baseline: float, evals: l
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     with atomic_open(path) as f:
         f.write("\n".join(lines) + "\n")
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _say(message: str) -> None:

@@ -11,12 +11,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
 
 from lmstack.errors import LmstackError
+from lmstack.io import read_jsonl
 from lmstack.qa.reader import Prediction, Reader, ReaderSettings, fit, new_reader, score_predictions
 from lmstack.qa.squad import Example, read_squad
 
@@ -111,7 +111,7 @@ def qa_demo_step(out_dir: str | Path, corpus_dir: str | Path, seconds: float = 3
 
     start = time.perf_counter()
     out_dir, corpus_dir = Path(out_dir), Path(corpus_dir)
-    passages = [json.loads(line) for line in (corpus_dir / "qa_passages.jsonl").read_text(encoding="utf-8").splitlines()]
+    passages = [p for _, p in read_jsonl(corpus_dir / "qa_passages.jsonl")]
     build([Passage(p["id"], p["text"]) for p in passages], out_dir / "index")
     retriever = Retriever.load(out_dir / "index")
     train, _ = read_squad(corpus_dir / "qa_train.jsonl")
