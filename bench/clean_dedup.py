@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import re
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,12 +28,11 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).parent))
-import clean_corpus  # noqa: E402
+import clean_corpus
 
-from lmstack.data.clean.config import CleanConfig, DedupConfig  # noqa: E402
-from lmstack.data.clean.dedup import DedupIndex, MinHasher, exact_key, shingles  # noqa: E402
-from lmstack.data.clean.pipeline import RULES, clean  # noqa: E402
+from lmstack.data.clean.config import CleanConfig, DedupConfig
+from lmstack.data.clean.dedup import DedupIndex, MinHasher, exact_key, shingles
+from lmstack.data.clean.pipeline import RULES, clean
 
 _WORD, _CHAR = re.compile(r"\w+"), re.compile(r"\w")
 

@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-import clean_corpus  # noqa: E402
+import clean_corpus
 
-from lmstack.data.clean.pii import KINDS, find, scrub  # noqa: E402
+from lmstack.data.clean.pii import KINDS, find, scrub
 
 
 def control_texts(seed: int, n: int) -> dict[str, list[str]]:

@@ -20,8 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-import clean_corpus  # noqa: E402
+import clean_corpus
 
 
 def write_corpus(path: Path, mb: float, seed: int) -> dict:

@@ -24,13 +24,12 @@ from pathlib import Path
 
 import bm25s
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lmstack.errors import LmstackError  # noqa: E402
-from lmstack.eval.ir import evaluate  # noqa: E402
-from lmstack.retrieval.bm25 import VARIANTS  # noqa: E402
-from lmstack.retrieval.documents import Passage, read_jsonl  # noqa: E402
-from lmstack.retrieval.index import Retriever, build, load_encoder, load_reranker  # noqa: E402
-from lmstack.retrieval.text import Analyzer  # noqa: E402
+from lmstack.errors import LmstackError
+from lmstack.eval.ir import evaluate
+from lmstack.retrieval.bm25 import VARIANTS
+from lmstack.retrieval.documents import Passage, read_jsonl
+from lmstack.retrieval.index import Retriever, build, load_encoder, load_reranker
+from lmstack.retrieval.text import Analyzer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEPTH = 20

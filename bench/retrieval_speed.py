@@ -30,11 +30,10 @@ import bm25s
 import numpy as np
 import Stemmer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lmstack.retrieval.bm25 import BM25Index  # noqa: E402
-from lmstack.retrieval.documents import Passage  # noqa: E402
-from lmstack.retrieval.index import Retriever, build  # noqa: E402
-from lmstack.retrieval.text import Analyzer  # noqa: E402
+from lmstack.retrieval.bm25 import BM25Index
+from lmstack.retrieval.documents import Passage
+from lmstack.retrieval.index import Retriever, build
+from lmstack.retrieval.text import Analyzer
 
 FUNCTION_WORDS = ["the", "of", "and", "a", "to", "in", "is", "was", "for", "on", "with", "as", "by", "at"]
 SUFFIXES = ["", "", "", "s", "ed", "ing", "ly", "ness"]

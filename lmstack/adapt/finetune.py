@@ -27,12 +27,13 @@ from lmstack.adapt.prompt import Prompt
 from lmstack.config import to_dict
 from lmstack.data.conversations import Format, read_conversations
 from lmstack.data.tokenizer import Tokenizer
+from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
 from lmstack.io import write_json
 from lmstack.model.hf import load_model, save_model, write_model_files
 from lmstack.train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
 from lmstack.train.config import LoopConfig
-from lmstack.train.loop import Run, resolve_device, stop_on_signal
+from lmstack.train.loop import Run, stop_on_signal
 from lmstack.train.metrics import MetricsLog, peak_memory_mb, plot_losses
 from lmstack.train.optim import build_optimizer
 

@@ -14,10 +14,11 @@ from typing import Callable, Iterable, Iterator, TextIO
 
 from lmstack.chat.template import parse_tool_calls
 from lmstack.chat.tools import Tool, calculator, open_index, search, tool_loop
+from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
 from lmstack.serve.engine import Engine, Request
-from lmstack.serve.prompt import encode_chat, end_ids, load_for_serving, pick_device
+from lmstack.serve.prompt import encode_chat, end_ids, load_for_serving
 
 HELP = "commands: /reset, /history, /temp T, /system TEXT, /exit"
 
@@ -136,7 +137,7 @@ def chat(*, model: Path, adapter: Path | None = None, system: str | None = None,
         max_tokens: the most tokens per reply
         device: cpu, cuda, or auto
     """
-    net, tokenizer = load_for_serving(model, adapter, pick_device(device))
+    net, tokenizer = load_for_serving(model, adapter, resolve_device(device))
     kit = ([calculator()] + ([search(open_index(docs))] if docs else [])) if tools else []
     engine = Engine(net, tokenizer, slots=1, max_queue=1).start()
     session = ChatSession(engine, system, kit, temperature, max_tokens)

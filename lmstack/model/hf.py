@@ -167,7 +167,7 @@ def to_hf_state(model: Transformer) -> dict[str, torch.Tensor]:
             t = torch.zeros(state[rule.ours[:-4] + "weight"].shape[0])
         parts = t.split(_split_sizes(rule, c), dim=0) if len(rule.theirs) > 1 else [t]
         for name, part in zip(rule.theirs, parts):
-            out[name] = (part.t() if rule.transpose else part).contiguous()
+            out[name] = (part.t() if rule.transpose else part).detach().cpu().contiguous()
     return out
 
 

@@ -134,7 +134,7 @@ def to_hf_state(model: nn.Module) -> dict[str, torch.Tensor]:
     for rule in _rules(model):
         t = state[rule.ours]
         for name, part in zip(rule.theirs, t.chunk(len(rule.theirs), dim=0)):
-            out[name] = part.contiguous()
+            out[name] = part.detach().cpu().contiguous()
     return out
 
 

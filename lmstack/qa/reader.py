@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from lmstack.data.tokenizer import Tokenizer, train_bpe, train_char
+from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json
 from lmstack.model.config import preset as model_preset
@@ -110,9 +111,9 @@ class Reader:
         self.model, self.tokenizer, self.settings = model.eval(), tokenizer, settings
 
     @classmethod
-    def load(cls, directory: str | Path) -> Reader:
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> Reader:
         path = Path(directory)
-        model, tokenizer = load_encoder(path, head="qa")
+        model, tokenizer = load_encoder(path, head="qa", device=resolve_device(device))
         if tokenizer is None:
             raise LmstackError(f"{path}: reader has no tokenizer.json")
         settings = ReaderSettings(**read_json(path / "reader.json")) if (path / "reader.json").is_file() else ReaderSettings()
@@ -124,6 +125,11 @@ class Reader:
             write_json(tmp / "reader.json", dataclasses.asdict(self.settings))
         return Path(directory)
 
+    def batch(self, features: list[Feature]) -> dict[str, torch.Tensor]:
+        """Padded tensors of ``features``, on the model's device."""
+        device = self.model.qa_outputs.weight.device
+        return {k: v.to(device) for k, v in collate(features, specials(self.tokenizer).pad_id).items()}
+
     def features(self, examples: list[Example], train: bool = False) -> list[Feature]:
         s = self.settings
         return make_features(self.tokenizer, examples, s.max_len, s.doc_stride, s.max_query_len, train=train)
@@ -133,14 +139,13 @@ class Reader:
                 null_threshold: float | None | Literal["saved"] = "saved") -> dict[str, Prediction]:
         """Answers keyed by example id; ``null_threshold`` overrides the saved one (None: always answer)."""
         features = self.features(examples)
-        pad = specials(self.tokenizer).pad_id
         starts, ends = [], []
         for i in range(0, len(features), batch_size):
-            batch = collate(features[i:i + batch_size], pad)
+            batch = self.batch(features[i:i + batch_size])
             s, e = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
             mask = batch["attention_mask"] == 0
-            starts += list(s.masked_fill(mask, -1e4))
-            ends += list(e.masked_fill(mask, -1e4))
+            starts += list(s.masked_fill(mask, -1e4).float().cpu())
+            ends += list(e.masked_fill(mask, -1e4).float().cpu())
         s = self.settings
         thresh = s.null_threshold if null_threshold == "saved" else null_threshold
         return postprocess(examples, features, _stack(starts), _stack(ends), s.n_best, s.max_answer_len, thresh)
@@ -160,10 +165,9 @@ def fit(reader: Reader, examples: list[Example], epochs: int = 3, batch_size: in
     features = reader.features(examples, train=True)
     if not features:
         raise LmstackError("no training features: every example lacks a locatable answer")
-    pad = specials(reader.tokenizer).pad_id
 
     def loss_of(batch: list) -> torch.Tensor:
-        b = collate(batch, pad)
+        b = reader.batch(batch)
         s, e = reader.model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
         mask = b["attention_mask"] == 0
         return (F.cross_entropy(s.masked_fill(mask, -1e4), b["start_positions"])
@@ -176,7 +180,8 @@ def fit(reader: Reader, examples: list[Example], epochs: int = 3, batch_size: in
 
 
 def new_reader(examples: list[Example], preset: str = "bert-tiny", tokenizer: Literal["bpe", "char"] = "bpe",
-               vocab_size: int = 2000, settings: ReaderSettings | None = None, seed: int = 0, **model) -> Reader:
+               vocab_size: int = 2000, settings: ReaderSettings | None = None, seed: int = 0,
+               device: str | torch.device = "cpu", **model) -> Reader:
     """A randomly initialised reader with a tokenizer trained on the examples' questions and contexts:
     byte-level BPE, or characters (one token per Chinese character, as BERT's Chinese models).
     ``model`` overrides fields of the preset (say ``n_embd=64``)."""
@@ -185,17 +190,18 @@ def new_reader(examples: list[Example], preset: str = "bert-tiny", tokenizer: Li
     tok = train_bpe(texts, vocab_size) if tokenizer == "bpe" else train_char(texts)
     torch.manual_seed(seed)
     config = model_preset(preset, **{"vocab_size": tok.vocab_size, "block_size": settings.max_len, **model})
-    return Reader(EncoderForQuestionAnswering(build_encoder(config)), tok, settings)
+    return Reader(EncoderForQuestionAnswering(build_encoder(config)).to(resolve_device(device)), tok, settings)
 
 
-def pretrained_reader(encoder: str | Path, settings: ReaderSettings | None = None) -> Reader:
+def pretrained_reader(encoder: str | Path, settings: ReaderSettings | None = None,
+                      device: str | torch.device = "cpu") -> Reader:
     """A reader on a pretrained encoder folder (say all-MiniLM-L6-v2): a fresh span head, its own tokenizer."""
-    model, tok = load_encoder(encoder)
+    model, tok = load_encoder(encoder, device=resolve_device(device))
     if tok is None:
         raise LmstackError(f"{encoder}: encoder folder has no tokenizer.json")
     settings = settings or ReaderSettings()
     settings.max_len = min(settings.max_len, model.config.block_size)
-    return Reader(EncoderForQuestionAnswering(model), tok, settings)
+    return Reader(EncoderForQuestionAnswering(model).to(model.tok_emb.weight.device), tok, settings)
 
 
 def _load(data: Path, holdout: float, seed: int, part: Literal["train", "test"]) -> tuple[list[Example], dict]:
@@ -210,7 +216,7 @@ def train_reader(data: Path, out: Path = Path("runs/reader"), encoder: Path | No
                  preset: str = "bert-tiny", n_embd: int | None = None, tokenizer: Literal["bpe", "char"] = "bpe",
                  vocab_size: int = 2000, max_len: int = 192, doc_stride: int = 64, max_answer_len: int = 30, epochs: int = 3,
                  batch_size: int = 32, lr: float | None = None, holdout: float = 0.0, seed: int = 0,
-                 max_seconds: float | None = None) -> dict:
+                 max_seconds: float | None = None, device: str = "auto") -> dict:
     """Train an extractive QA reader on SQuAD-format data (a SQuAD/CMRC .json or lmstack's qa_train.jsonl).
 
     Args:
@@ -230,6 +236,7 @@ def train_reader(data: Path, out: Path = Path("runs/reader"), encoder: Path | No
         holdout: fraction of contexts held out (train on the rest; qa-eval with the same value scores them)
         seed: seed for initialisation, shuffling and the holdout split
         max_seconds: stop training after this long
+        device: where to train: auto (cuda when available), cpu, cuda, ...
     """
     start = time.perf_counter()
     examples, report = _load(Path(data), holdout, seed, "train")
@@ -239,9 +246,10 @@ def train_reader(data: Path, out: Path = Path("runs/reader"), encoder: Path | No
     settings = ReaderSettings(max_len=max_len, doc_stride=doc_stride, max_answer_len=max_answer_len,
                               null_threshold=0.0 if v2 else None)
     if encoder is not None:
-        reader = pretrained_reader(encoder, settings)
+        reader = pretrained_reader(encoder, settings, device)
     else:
-        reader = new_reader(examples, preset, tokenizer, vocab_size, settings, seed, **({"n_embd": n_embd} if n_embd else {}))
+        reader = new_reader(examples, preset, tokenizer, vocab_size, settings, seed, device,
+                            **({"n_embd": n_embd} if n_embd else {}))
     figures = fit(reader, examples, epochs, batch_size, lr or (1e-3 if encoder is None else 5e-5), seed=seed,
                   max_seconds=max_seconds)
     reader.save(out)
@@ -264,7 +272,8 @@ def score_predictions(examples: list[Example], predictions: dict[str, Prediction
 
 
 def qa_eval(data: Path, reader: Path = Path("runs/reader"), holdout: float = 0.0, seed: int = 0,
-            null_threshold: float | None = None, predictions: Path | None = None, show: int = 3) -> dict:
+            null_threshold: float | None = None, predictions: Path | None = None, show: int = 3,
+            device: str = "auto") -> dict:
     """Exact match and F1 of a reader on SQuAD-format data (official SQuAD v2 scoring; CMRC2018 scoring for
     Chinese), with HasAns/NoAns splits and the best no-answer threshold on v2 data.
 
@@ -276,12 +285,13 @@ def qa_eval(data: Path, reader: Path = Path("runs/reader"), holdout: float = 0.0
         null_threshold: override the reader's no-answer threshold
         predictions: also write {id: answer} here, the official scripts' predictions file
         show: how many example answers to include
+        device: where to run the reader: auto (cuda when available), cpu, cuda, ...
     """
     start = time.perf_counter()
     examples, report = _load(Path(data), holdout, seed, "test")
     if not examples:
         raise LmstackError(f"{data}: no questions to evaluate")
-    r = Reader.load(reader)
+    r = Reader.load(reader, device)
     v2 = any(ex.is_impossible for ex in examples)
     thresh = null_threshold if null_threshold is not None else (r.settings.null_threshold if v2 else None)
     preds = r.predict(examples, null_threshold=None)

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from lmstack.data.tokenizer import Tokenizer
+from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
-from lmstack.io import atomic_dir, read_json
+from lmstack.io import atomic_dir, read_json, write_json
 from lmstack.model.config import ModelConfig
 from lmstack.model.encoder_text import encode_pairs
 from lmstack.model.heads import EncoderForSequenceClassification
@@ -56,9 +57,13 @@ class CrossEncoder:
         return scores
 
     def save(self, path: str | Path) -> Path:
+        """Write the BERT folder; the pair length it was trained with goes in tokenizer_config.json's
+        ``model_max_length`` (where transformers' tokenizer looks too), so scoring cuts pairs the same way."""
         path = Path(path)
         with atomic_dir(path) as tmp:
             write_encoder_files(self.model, tmp, self.tokenizer)
+            write_json(tmp / "tokenizer_config.json",
+                       {**read_json(tmp / "tokenizer_config.json"), "model_max_length": self.max_len})
         return path
 
     @classmethod
@@ -67,13 +72,16 @@ class CrossEncoder:
         model, tokenizer = load_encoder(path, head="classification", device=device)
         if tokenizer is None:
             raise LmstackError(f"{path}: no tokenizer.json beside the cross-encoder")
-        return cls(model, tokenizer)
+        config = Path(path) / "tokenizer_config.json"
+        max_len = read_json(config).get("model_max_length", 512) if config.is_file() else 512
+        return cls(model, tokenizer, int(min(max_len, model.config.block_size)))
 
 
 def train_cross_encoder(examples: list[tuple[str, str, list[str]]], out: str | Path,
                         encoder: str | Path | ModelConfig, tokenizer: str | Path | Tokenizer | None = None,
                         negatives_per_query: int = 3, epochs: int = 1, batch_size: int = 16, lr: float = 5e-5,
-                        max_len: int = 256, seed: int = 0, show_progress: bool = False) -> dict:
+                        max_len: int = 256, seed: int = 0, device: str | torch.device = "cpu",
+                        show_progress: bool = False) -> dict:
     """Train a cross-encoder on (query, positive, negatives) and save it to ``out``.
 
     Each query is scored against its positive and ``negatives_per_query`` negatives (its own first, then
@@ -83,6 +91,7 @@ def train_cross_encoder(examples: list[tuple[str, str, list[str]]], out: str | P
     """
     torch.manual_seed(seed)
     model = _starting_point(encoder, tokenizer, max_len)
+    model.model.to(resolve_device(device))
 
     def loss_of(rows: list[tuple[str, str, list[str]]]) -> torch.Tensor:
         groups = [[pos] + _negatives(k, rows, negatives_per_query) for k, (_, pos, _) in enumerate(rows)]
@@ -129,7 +138,8 @@ def _starting_point(encoder: str | Path | ModelConfig, tokenizer: str | Path | T
 
 def train_rerank(data: Path, out: Path = Path("runs/rerank"), encoder: str = "bert-tiny",
                  tokenizer: Path | None = None, negatives_per_query: int = 3, epochs: int = 1, batch_size: int = 16,
-                 lr: float = 5e-5, max_len: int = 256, seed: int = 0) -> dict:
+                 lr: float = 5e-5, max_len: int = 256, seed: int = 0, device: str = "auto",
+                 negatives_from: Path | None = None, mined_negatives: int = 3) -> dict:
     """Train a cross-encoder reranker on (query, positive, negatives) with a listwise softmax loss.
 
     Args:
@@ -143,6 +153,15 @@ def train_rerank(data: Path, out: Path = Path("runs/rerank"), encoder: str = "be
         lr: AdamW learning rate
         max_len: tokens per (query, passage) pair, special tokens included
         seed: shuffling and initialisation seed
+        device: where to train: auto (cuda when available), cpu, cuda, ...
+        negatives_from: index folder (say BM25 over the passages): its top passages for each query that are
+            not the positive become hard negatives
+        mined_negatives: hard negatives mined per query
     """
-    return train_cross_encoder(read_examples(data), out, encoder, tokenizer, negatives_per_query, epochs, batch_size,
-                               lr, max_len, seed, show_progress=True)
+    examples = read_examples(data)
+    if negatives_from is not None:
+        from lmstack.retrieval.negatives import mine_negatives  # loads bm25s and faiss: only when mining
+
+        examples = mine_negatives(examples, negatives_from, mined_negatives)
+    return train_cross_encoder(examples, out, encoder, tokenizer, negatives_per_query, epochs, batch_size,
+                               lr, max_len, seed, device, show_progress=True)

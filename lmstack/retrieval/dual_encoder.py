@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lmstack.data.tokenizer import Tokenizer
+from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, read_jsonl, write_json
 from lmstack.model.config import PRESETS, ModelConfig, preset
@@ -128,7 +129,7 @@ def train_dual_encoder(pairs: list[tuple[str, str]], out: str | Path, encoder: s
                        tokenizer: str | Path | Tokenizer | None = None, negatives: list[list[str]] | None = None,
                        pooling: Pooling | None = None, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5,
                        temperature: float = 0.05, max_len: int = 128, seed: int = 0,
-                       show_progress: bool = False) -> dict:
+                       device: str | torch.device = "cpu", show_progress: bool = False) -> dict:
     """Fine-tune (or train from scratch) a dual encoder on (query, positive passage) pairs; save it to ``out``.
 
     ``encoder`` is a model directory (a BERT / sentence-transformers folder, or lmstack's MLM output), a
@@ -139,6 +140,7 @@ def train_dual_encoder(pairs: list[tuple[str, str]], out: str | Path, encoder: s
         raise LmstackError(f"{len(pairs)} pairs but {len(negatives)} lists of negatives")
     torch.manual_seed(seed)
     model = starting_point(encoder, tokenizer, pooling, max_len)
+    model.encoder.to(resolve_device(device))
     rows = list(zip(pairs, negatives or [[] for _ in pairs]))
 
     def loss_of(batch: list[tuple[tuple[str, str], list[str]]]) -> torch.Tensor:
@@ -201,7 +203,8 @@ def read_examples(path: str | Path) -> list[tuple[str, str, list[str]]]:
 
 def train_dense(data: Path, out: Path = Path("runs/dense"), encoder: str = "bert-tiny", tokenizer: Path | None = None,
                 pooling: Pooling | None = None, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5,
-                temperature: float = 0.05, max_len: int = 128, seed: int = 0) -> dict:
+                temperature: float = 0.05, max_len: int = 128, seed: int = 0, device: str = "auto",
+                negatives_from: Path | None = None, mined_negatives: int = 3) -> dict:
     """Train a dual encoder (bi-encoder) for dense retrieval with in-batch and hard negatives (InfoNCE).
 
     Args:
@@ -216,8 +219,16 @@ def train_dense(data: Path, out: Path = Path("runs/dense"), encoder: str = "bert
         temperature: softmax temperature of the InfoNCE loss
         max_len: tokens per text, [CLS] and [SEP] included
         seed: shuffling and initialisation seed
+        device: where to train: auto (cuda when available), cpu, cuda, ...
+        negatives_from: index folder (say BM25 over the passages): its top passages for each query that are
+            not the positive become hard negatives
+        mined_negatives: hard negatives mined per query
     """
     examples = read_examples(data)
+    if negatives_from is not None:
+        from lmstack.retrieval.negatives import mine_negatives  # loads bm25s and faiss: only when mining
+
+        examples = mine_negatives(examples, negatives_from, mined_negatives)
     negatives = [negs for _, _, negs in examples] if any(negs for _, _, negs in examples) else None
     return train_dual_encoder([(q, p) for q, p, _ in examples], out, encoder, tokenizer, negatives, pooling, epochs,
-                              batch_size, lr, temperature, max_len, seed, show_progress=True)
+                              batch_size, lr, temperature, max_len, seed, device, show_progress=True)

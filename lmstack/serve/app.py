@@ -30,12 +30,13 @@ from starlette.concurrency import run_in_threadpool
 
 from lmstack.chat.template import TOOL_CALL_OPEN, parse_tool_calls
 from lmstack.data.tokenizer import Tokenizer
+from lmstack.devices import resolve_device
 from lmstack.generate.config import GenerationConfig
 from lmstack.serve import errors
 from lmstack.serve.engine import Engine, EngineBusy, Event
 from lmstack.serve.engine import Request as Job
 from lmstack.serve.errors import APIError
-from lmstack.serve.prompt import encode_chat, end_ids, load_for_serving, pick_device
+from lmstack.serve.prompt import encode_chat, end_ids, load_for_serving
 from lmstack.serve.schemas import (ChatChoice, ChatRequest, ChatResponse, ChoiceLogprobs, CompletionChoice,
                                    CompletionLogprobs, CompletionRequest, CompletionResponse, Embedding,
                                    EmbeddingRequest, EmbeddingResponse, ErrorResponse, ModelCard, ModelList,
@@ -496,7 +497,7 @@ def serve(*, model: Path, adapter: Path | None = None, host: str = "127.0.0.1", 
     """
     import uvicorn
 
-    net, tokenizer = load_for_serving(model, adapter, pick_device(device))
+    net, tokenizer = load_for_serving(model, adapter, resolve_device(device))
     engine = Engine(net, tokenizer, slots=slots, max_queue=max_queue).start()
     settings = Settings(model_name=name or Path(model).resolve().name, api_key=api_key or os.environ.get(
         "LMSTACK_API_KEY") or None, cors_origins=list(cors_origin or []), max_tokens=max_tokens, max_body=max_body)

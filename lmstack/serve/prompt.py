@@ -12,8 +12,6 @@ import json
 import re
 from pathlib import Path
 
-import torch
-
 from lmstack.adapt.lora import merge
 from lmstack.adapt.methods import load_adapted
 from lmstack.data.tokenizer import IM_END, Tokenizer
@@ -34,13 +32,6 @@ def load_for_serving(model_dir: str | Path, adapter_dir: str | Path | None = Non
     if model.tok_emb.weight.device.type == "cpu":
         decode_layout(model)
     return model, tokenizer
-
-
-def pick_device(device: str) -> str:
-    """``auto``: CUDA when present, else the CPU."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def end_ids(tokenizer: Tokenizer, chat: bool) -> frozenset[int]:

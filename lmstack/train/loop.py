@@ -25,6 +25,7 @@ from tqdm import tqdm
 from lmstack.config import to_dict
 from lmstack.data.shards import TokenShards
 from lmstack.data.tokenizer import Tokenizer
+from lmstack.devices import bf16_is_native, resolve_device
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, write_json
 from lmstack.model.config import ModelConfig
@@ -204,27 +205,6 @@ def stop_on_signal():
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-def bf16_is_native(device: torch.device) -> bool:
-    """Whether bf16 matmuls run in hardware: CUDA with bf16, or a CPU with AVX512-BF16 or AMX (where autocast
-    halves the matmul time; emulated bf16 would be slower than fp32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as e:
-        raise LmstackError(f"device: '{name}' is not a valid torch device") from e
 
 
 def _diff(a, b) -> str:

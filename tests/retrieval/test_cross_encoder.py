@@ -72,6 +72,19 @@ def test_transformers_scores_the_saved_folder_identically(tokenizer, tmp_path):
     np.testing.assert_allclose(ours.score("find abc", texts, batch_size=1), want, atol=1e-5)
 
 
+def test_saved_pair_length_is_kept(tokenizer, tmp_path):
+    """A reranker trained on 16-token pairs scores 16-token pairs after loading, in lmstack and transformers."""
+    torch.manual_seed(0)
+    ours = CrossEncoder(EncoderForSequenceClassification(fresh_encoder(CONFIG, tokenizer)[0], 1), tokenizer, max_len=16)
+    ours.save(tmp_path / "ce")
+    loaded = CrossEncoder.load(tmp_path / "ce")
+    text = "a longer passage about something else entirely"
+    assert loaded.max_len == 16
+    np.testing.assert_allclose(loaded.score("find abc", [text]), ours.score("find abc", [text]), atol=1e-6)
+    hf_ids = transformers.AutoTokenizer.from_pretrained(tmp_path / "ce")("find abc", text, truncation=True)["input_ids"]
+    assert hf_ids == encode_pairs(tokenizer, ["find abc"], [text], max_len=16)["input_ids"][0].tolist()
+
+
 def test_negatives_and_listwise_loss():
     rows = [("q0", "p0", ["n0"]), ("q1", "p1", []), ("q2", "p0", [])]
     assert _negatives(0, rows, 2) == ["n0", "p1"]  # own first, then others' positives (never its own)
