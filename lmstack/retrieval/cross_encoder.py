@@ -158,10 +158,6 @@ def train_rerank(data: Path, out: Path = Path("runs/rerank"), encoder: str = "be
             not the positive become hard negatives
         mined_negatives: hard negatives mined per query
     """
-    examples = read_examples(data)
-    if negatives_from is not None:
-        from lmstack.retrieval.negatives import mine_negatives  # loads bm25s and faiss: only when mining
-
-        examples = mine_negatives(examples, negatives_from, mined_negatives)
-    return train_cross_encoder(examples, out, encoder, tokenizer, negatives_per_query, epochs, batch_size,
-                               lr, max_len, seed, device, show_progress=True)
+    examples = read_examples(data, negatives_from, mined_negatives)
+    return train_cross_encoder(examples, out, encoder, tokenizer, negatives_per_query, epochs, batch_size, lr, max_len,
+                               seed, device, show_progress=True)

@@ -185,8 +185,10 @@ def fresh_encoder(encoder: str | Path | ModelConfig, tokenizer: str | Path | Tok
     return build_encoder(config.replace(vocab_size=tok.vocab_size)), tok
 
 
-def read_examples(path: str | Path) -> list[tuple[str, str, list[str]]]:
-    """(query, positive, negatives) from a .jsonl of {"query": str, "positive": str, "negatives"?: [str]}."""
+def read_examples(path: str | Path, negatives_from: str | Path | None = None,
+                  mined: int = 3) -> list[tuple[str, str, list[str]]]:
+    """(query, positive, negatives) from a .jsonl of {"query": str, "positive": str, "negatives"?: [str]}, with
+    ``mined`` more negatives per query from the index at ``negatives_from`` if given."""
     path = Path(path)
     examples = []
     for where, row in read_jsonl(path):
@@ -198,7 +200,11 @@ def read_examples(path: str | Path) -> list[tuple[str, str, list[str]]]:
         examples.append((row["query"], row["positive"], negs))
     if not examples:
         raise LmstackError(f"{path}: no examples")
-    return examples
+    if negatives_from is None:
+        return examples
+    from lmstack.retrieval.negatives import mine_negatives  # loads bm25s and faiss: only when mining
+
+    return mine_negatives(examples, negatives_from, mined)
 
 
 def train_dense(data: Path, out: Path = Path("runs/dense"), encoder: str = "bert-tiny", tokenizer: Path | None = None,
@@ -224,11 +230,7 @@ def train_dense(data: Path, out: Path = Path("runs/dense"), encoder: str = "bert
             not the positive become hard negatives
         mined_negatives: hard negatives mined per query
     """
-    examples = read_examples(data)
-    if negatives_from is not None:
-        from lmstack.retrieval.negatives import mine_negatives  # loads bm25s and faiss: only when mining
-
-        examples = mine_negatives(examples, negatives_from, mined_negatives)
+    examples = read_examples(data, negatives_from, mined_negatives)
     negatives = [negs for _, _, negs in examples] if any(negs for _, _, negs in examples) else None
     return train_dual_encoder([(q, p) for q, p, _ in examples], out, encoder, tokenizer, negatives, pooling, epochs,
                               batch_size, lr, temperature, max_len, seed, device, show_progress=True)
