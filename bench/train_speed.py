@@ -3,20 +3,35 @@
 Recipe (the defaults): GPT-2 family without biases, n_layer 4, n_head 4, n_embd 128, block 64, batch 12,
 dropout 0, AdamW lr 1e-3 betas (0.9, 0.99) weight decay 0.1, grad clip 1.0, warmup 100 then cosine to 1e-4 at
 2000 iterations; first 90% of the characters train, last 10% validate; losses estimated from 20 random batches.
+``full_val_loss`` is the mean token cross-entropy over the whole validation split (non-overlapping 64-token
+windows, fp32), the same figure without the 20-batch estimate's sampling noise.
 
 nanoGPT itself is not a dependency, so its configuration is reproduced in the same process as the peer:
 `nanogpt-equivalent` = fp32, foreach AdamW, no compile (the plain PyTorch loop nanoGPT runs on a CPU), beside
 the lmstack default; the two step alternately, so machine noise hits both alike. The reference nanoGPT
 figures measured on this machine are printed beside them.
 
+Every variant draws its random numbers as nanoGPT's train.py does, number for number, from a generator seeded
+like nanoGPT's (1337): the initial weights in GPT.__init__'s order (``nanogpt_init``), the first batch before the
+loop, each next batch after a step's forward pass, and 20 train then 20 val estimate batches every 250
+iterations. So `nanogpt-equivalent` (lmstack's model, optimizer and loop in fp32) ends exactly where nanoGPT's own
+run does (val 1.8857, train 1.7648 at iteration 2000), and the lmstack default differs from it by bf16 alone.
+
+``--seeds`` repeats the comparison with each seed (nanoGPT's streams for that seed); the
+report's ``results`` hold every (seed, variant), ``summary`` the median and mean per variant across seeds, and the
+top-level ``tokens_per_s``, ``val_loss`` and ``speedup_*`` are lmstack's medians across seeds (with the one
+default seed, 1337, that run's figures).
+
     python bench/train_speed.py --json            # both variants, 2000 iterations each
     python bench/train_speed.py --variants lmstack --iters 300
+    python bench/train_speed.py --seeds 1337 1 2 3 4 --json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import statistics
 import sys
@@ -25,15 +40,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from lmstack.data.tokenizer import train_char
 from lmstack.model import build_model, preset
 from lmstack.train.config import TrainConfig
-from lmstack.train.loop import Run
+from lmstack.train.loop import Run, causal_lm_loss
 from lmstack.train.optim import build_optimizer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 NANOGPT = {"ms_per_iter": 34.5, "tokens_per_s": 22_300, "val_loss": 1.8857, "train_loss": 1.7648}
+EVAL_INTERVAL, EVAL_ITERS = 250, 20
 VARIANTS = {
     "nanogpt-equivalent": dict(precision="fp32", compile=False, fused_optimizer=False),
     "lmstack": dict(),  # TrainConfig's defaults
@@ -54,31 +71,94 @@ class ArrayData:
         return rows[:, :-1], rows[:, 1:]
 
 
-def build_run(name: str, train: ArrayData, val: ArrayData, vocab: int, iters: int) -> Run:
-    cfg = TrainConfig(max_iters=iters, lr_decay_iters=2000, **VARIANTS[name])
-    torch.manual_seed(cfg.seed)
+class Prefetched:
+    """nanoGPT's batch order: the first batch is drawn before the loop, each next one right after the forward
+    pass of a step (so the estimates at iteration 0 come after the first training batch)."""
+
+    def __init__(self, data: ArrayData, batch_size: int, block_size: int, generator: torch.Generator):
+        self.data, self.next = data, data.batch(batch_size, block_size, generator)
+
+    def batch(self, batch_size: int, block_size: int, generator: torch.Generator):
+        current, self.next = self.next, self.data.batch(batch_size, block_size, generator)
+        return current
+
+
+def nanogpt_init(model: torch.nn.Module, g: torch.Generator) -> None:
+    """Initial weights drawn from ``g`` exactly as nanoGPT's GPT.__init__ draws them from torch's global generator:
+    the modules' default initialisations in construction order (overwritten, but they advance the stream), then
+    normal(0, 0.02) in ``apply`` order (the tied lm_head last, so it sets the embedding), then the residual
+    projections at 0.02 / sqrt(2 n_layer). Norm weights start at one and draw nothing."""
+    linears = [w for b in model.blocks for w in (b.attn.qkv.weight, b.attn.proj.weight, b.mlp.fc.weight, b.mlp.proj.weight)]
+    with torch.no_grad():
+        for w in (model.tok_emb.weight, model.pos_emb.weight):  # nn.Embedding's reset_parameters
+            torch.nn.init.normal_(torch.empty_like(w), generator=g)
+        for w in (*linears, model.lm_head.weight):  # nn.Linear's reset_parameters (no biases)
+            torch.nn.init.kaiming_uniform_(torch.empty_like(w), a=math.sqrt(5), generator=g)
+        for w in (model.tok_emb.weight, model.pos_emb.weight, *linears, model.lm_head.weight):
+            torch.nn.init.normal_(w, mean=0.0, std=0.02, generator=g)
+        for b in model.blocks:
+            for w in (b.attn.proj.weight, b.mlp.proj.weight):
+                torch.nn.init.normal_(w, mean=0.0, std=0.02 / math.sqrt(2 * len(model.blocks)), generator=g)
+
+
+def build_run(name: str, train: ArrayData, val: ArrayData, vocab: int, iters: int, seed: int) -> Run:
+    cfg = TrainConfig(max_iters=iters, lr_decay_iters=2000, seed=seed, eval_iters=EVAL_ITERS, **VARIANTS[name])
     model = build_model(preset("tiny", vocab_size=vocab))
-    return Run(model, build_optimizer(model, cfg, "cpu"), cfg, train, val, torch.Generator().manual_seed(cfg.seed),
-               torch.device("cpu"), model.config.block_size)
+    g = torch.Generator().manual_seed(cfg.seed)
+    nanogpt_init(model, g)
+    return Run(model, build_optimizer(model, cfg, "cpu"), cfg, Prefetched(train, cfg.batch_size, model.config.block_size, g),
+               val, g, torch.device("cpu"), model.config.block_size)
 
 
-def run_interleaved(names: list[str], train: ArrayData, val: ArrayData, vocab: int, iters: int) -> list[dict]:
+@torch.no_grad()
+def estimate(run: Run, data: ArrayData) -> float:
+    """nanoGPT's estimate_loss for one split: the mean loss of ``eval_iters`` batches from the run's own stream."""
+    run.model.eval()
+    losses = torch.zeros(run.cfg.eval_iters)
+    for k in range(run.cfg.eval_iters):
+        x, y = data.batch(run.cfg.batch_size, run.block, run.data_rng)
+        with run.autocast():
+            losses[k] = causal_lm_loss(run.forward(x), y).item()
+    run.model.train()
+    return losses.mean().item()
+
+
+@torch.no_grad()
+def full_loss(run: Run, data: ArrayData) -> float:
+    """Mean token cross-entropy over all of ``data`` in non-overlapping ``run.block`` windows, in fp32."""
+    n = (len(data.tokens) - 1) // run.block * run.block
+    x, y = data.tokens[:n].view(-1, run.block), data.tokens[1:n + 1].view(-1, run.block)
+    run.model.eval()
+    total = sum(F.cross_entropy(run.model(xb).float().flatten(0, 1), yb.reshape(-1), reduction="sum").item()
+                for xb, yb in zip(x.split(256), y.split(256)))
+    run.model.train()
+    return total / n
+
+
+def run_interleaved(names: list[str], train: ArrayData, val: ArrayData, vocab: int, iters: int,
+                    seed: int) -> list[dict]:
     """Step every variant in turn, iteration by iteration, so background load hits them alike."""
-    runs = {n: build_run(n, train, val, vocab, iters) for n in names}
+    runs = {n: build_run(n, train, val, vocab, iters, seed) for n in names}
     times: dict[str, list[float]] = {n: [] for n in names}
-    for it in range(iters):
+    losses: dict[str, tuple[float, float]] = {}
+    for it in range(iters + 1):
+        if it % EVAL_INTERVAL == 0 or it == iters:
+            losses = {name: (estimate(run, train), estimate(run, val)) for name, run in runs.items()}
+        if it == iters:
+            break
         for name, run in runs.items():
             t = time.perf_counter()
             run.step(it)
             times[name].append(time.perf_counter() - t)
         if it % 500 == 0:
-            print(f"iter {it}: " + ", ".join(f"{n} {1000 * statistics.median(v[-50:]):.1f} ms" for n, v in times.items()),
-                  file=sys.stderr)
+            recent = ", ".join(f"{n} {1000 * statistics.median(v[-50:]):.1f} ms" for n, v in times.items())
+            print(f"seed {seed} iter {it}: {recent}", file=sys.stderr)
     results = []
     for name, run in runs.items():
         ms = 1000 * statistics.median(times[name][min(50, iters // 2):])  # leave out warm-up (and compilation)
-        results.append({"variant": name, "ms_per_iter": ms, "tokens_per_s": run.cfg.batch_size * 64 / ms * 1000,
-                        "val_loss": run.estimate(val), "train_loss": run.estimate(train),
+        results.append({"seed": seed, "variant": name, "ms_per_iter": ms,
+                        "tokens_per_s": run.cfg.batch_size * 64 / ms * 1000, "val_loss": losses[name][1],
+                        "full_val_loss": full_loss(run, val), "train_loss": losses[name][0],
                         "train_s": sum(times[name]), "first_iter_s": times[name][0]})
     return results
 
@@ -88,6 +168,7 @@ def main() -> None:
     parser.add_argument("--input", type=Path, default=DATA)
     parser.add_argument("--iters", type=int, default=2000)
     parser.add_argument("--variants", nargs="+", default=["nanogpt-equivalent", "lmstack"], choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1337])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -100,21 +181,32 @@ def main() -> None:
     ids = np.array(tok.encode(text), dtype=np.uint16)
     n = int(0.9 * len(ids))
     train, val = ArrayData(ids[:n]), ArrayData(ids[n:])
-    results = run_interleaved(args.variants, train, val, tok.vocab_size, args.iters)
-    by = {r["variant"]: r for r in results}
-    report = {"iters": args.iters, "threads": torch.get_num_threads(), "results": results, "nanogpt_reference": NANOGPT,
+    results = [r for seed in args.seeds
+               for r in run_interleaved(args.variants, train, val, tok.vocab_size, args.iters, seed)]
+    by = {v: {r["seed"]: r for r in results if r["variant"] == v} for v in args.variants}
+    stats = (statistics.median, statistics.mean)
+    summary = {v: {f"{k}_{stat.__name__}": stat([r[k] for r in runs.values()])
+                   for k in ("val_loss", "full_val_loss", "tokens_per_s") for stat in stats} for v, runs in by.items()}
+    report = {"iters": args.iters, "threads": torch.get_num_threads(), "seeds": args.seeds, "results": results,
+              "summary": summary, "nanogpt_reference": NANOGPT,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if "lmstack" in by:
-        report |= {"tokens_per_s": by["lmstack"]["tokens_per_s"], "val_loss": by["lmstack"]["val_loss"],
-                   "speedup_vs_nanogpt_reference": by["lmstack"]["tokens_per_s"] / NANOGPT["tokens_per_s"]}
+        lm = summary["lmstack"]
+        report |= {"tokens_per_s": lm["tokens_per_s_median"], "val_loss": lm["val_loss_median"],
+                   "speedup_vs_nanogpt_reference": lm["tokens_per_s_median"] / NANOGPT["tokens_per_s"]}
         if "nanogpt-equivalent" in by:
-            report["speedup_vs_nanogpt_equivalent"] = by["lmstack"]["tokens_per_s"] / by["nanogpt-equivalent"]["tokens_per_s"]
+            report["speedup_vs_nanogpt_equivalent"] = statistics.median(
+                by["lmstack"][s]["tokens_per_s"] / by["nanogpt-equivalent"][s]["tokens_per_s"] for s in args.seeds)
     if args.json:
         print(json.dumps(report))
     else:
         for r in results:
-            print(f"{r['variant']:>20}: {r['ms_per_iter']:.1f} ms/iter, {r['tokens_per_s']:,.0f} tokens/s, "
-                  f"val {r['val_loss']:.4f}, train {r['train_loss']:.4f}, {r['train_s']:.0f} s of steps")
+            print(f"{r['variant']:>20} (seed {r['seed']}): {r['ms_per_iter']:.1f} ms/iter, {r['tokens_per_s']:,.0f} "
+                  f"tokens/s, val {r['val_loss']:.4f} (full {r['full_val_loss']:.4f}), train {r['train_loss']:.4f}, "
+                  f"{r['train_s']:.0f} s of steps")
+        for v, s in summary.items():
+            print(f"{v:>20} (median of {len(args.seeds)}): {s['tokens_per_s_median']:,.0f} tokens/s, "
+                  f"val {s['val_loss_median']:.4f} (full {s['full_val_loss_median']:.4f})")
         print(f"{'nanoGPT (reference)':>20}: {NANOGPT['ms_per_iter']} ms/iter, {NANOGPT['tokens_per_s']:,} tokens/s, "
               f"val {NANOGPT['val_loss']}")
 
