@@ -16,9 +16,13 @@ def resolve_device(name: str | torch.device) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as e:
         raise LmstackError(f"device: '{name}' is not a valid torch device") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LmstackError(f"device: '{name}' asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "
+                           "use --device cpu or auto")
+    return device
 
 
 def bf16_is_native(device: torch.device) -> bool:

@@ -18,6 +18,9 @@ def test_auto_follows_cuda(monkeypatch):
     assert resolve_device(torch.device("cpu")) == torch.device("cpu")
 
 
-def test_bad_name_is_a_clear_error():
+def test_bad_name_is_a_clear_error(monkeypatch):
     with pytest.raises(LmstackError, match="device: 'gpu0' is not a valid torch device"):
         resolve_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LmstackError, match="device: 'cuda' asked for, but .* sees no CUDA GPU"):
+        resolve_device("cuda")
