@@ -11,6 +11,7 @@ Training stops after --seconds per run, so figures depend on the machine's speed
 
     python bench/qa_quality.py --json
     python bench/qa_quality.py --sets synthetic --encoders scratch --seconds 60
+    python bench/qa_quality.py --encoders minilm --device cuda --epochs 10 --pretrained-lr 1e-4 --json   # a GPU
 """
 
 from __future__ import annotations
