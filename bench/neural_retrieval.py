@@ -45,15 +45,16 @@ def candidates(args: argparse.Namespace) -> None:
     from lmstack.retrieval.index import Retriever, build
     from lmstack.retrieval.negatives import mine_negatives
 
-    sets = [squad(name, SHARED / rel) for name, rel in (("squad-v2-dev-small", "squad_v2_dev_subset_haystack/small.json"),
-                                                        ("cmrc2018-trial", "cmrc2018/cmrc2018_trial.json"))
-            if (SHARED / rel).is_file()]
+    files = (("squad-v2-dev-small", "squad_v2_dev_subset_haystack/small.json"),
+             ("cmrc2018-trial", "cmrc2018/cmrc2018_trial.json"))
+    sets = [squad(name, SHARED / rel) for name, rel in files if (SHARED / rel).is_file()]
     bundle = {}
     with tempfile.TemporaryDirectory(prefix="neural_retrieval.") as tmp:
         for ds in sets + ([synth(args.synth)] if args.synth else []):
             text = {p.id: p.text for p in ds.passages}
             if ds.name == "synthetic":
-                train_q = [(r["question"], text[r["passage_id"]]) for r in map(json.loads, open(args.synth / "qa_train.jsonl"))]
+                records = map(json.loads, open(args.synth / "qa_train.jsonl", encoding="utf-8"))
+                train_q = [(r["question"], text[r["passage_id"]]) for r in records]
                 test, held = list(ds.queries), set()
             else:
                 held = set(random.Random(0).sample(sorted(text), round(HOLDOUT * len(text))))
@@ -102,11 +103,12 @@ def train(args: argparse.Namespace) -> None:
             runs = {"bm25": {q: t["bm25"] for q, t in data["test"].items()},
                     "dense (as is)": dense_run(DualEncoder.load(args.encoder, args.device), data)}
             start = time.perf_counter()
-            fit = train_dual_encoder(pairs, Path(tmp) / "dense", args.encoder, negatives=[n for *_, n in data["train"]],
-                                     epochs=args.epochs, batch_size=32, lr=args.lr, max_len=256, device=args.device)
+            fit = train_dual_encoder(pairs, Path(tmp) / "dense", args.encoder,
+                                     negatives=[n for *_, n in data["train"]], epochs=args.epochs, batch_size=32,
+                                     lr=args.lr, max_len=256, device=args.device)
             runs["dense fine-tuned"] = dense_run(DualEncoder.load(Path(tmp) / "dense", args.device), data)
             runs["hybrid (bm25 + fine-tuned dense)"] = {
-                q: [p for p, _ in rrf([[(p, 0) for p in runs["bm25"][q]], [(p, 0) for p in runs["dense fine-tuned"][q]]])]
+                q: [p for p, _ in rrf([[(p, 0) for p in runs[part][q]] for part in ("bm25", "dense fine-tuned")])]
                 for q in qrels}
             dense_s = time.perf_counter() - start
             start = time.perf_counter()

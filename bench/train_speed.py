@@ -88,7 +88,8 @@ def nanogpt_init(model: torch.nn.Module, g: torch.Generator) -> None:
     the modules' default initialisations in construction order (overwritten, but they advance the stream), then
     normal(0, 0.02) in ``apply`` order (the tied lm_head last, so it sets the embedding), then the residual
     projections at 0.02 / sqrt(2 n_layer). Norm weights start at one and draw nothing."""
-    linears = [w for b in model.blocks for w in (b.attn.qkv.weight, b.attn.proj.weight, b.mlp.fc.weight, b.mlp.proj.weight)]
+    linears = [w for b in model.blocks
+               for w in (b.attn.qkv.weight, b.attn.proj.weight, b.mlp.fc.weight, b.mlp.proj.weight)]
     with torch.no_grad():
         for w in (model.tok_emb.weight, model.pos_emb.weight):  # nn.Embedding's reset_parameters
             torch.nn.init.normal_(torch.empty_like(w), generator=g)
@@ -106,8 +107,9 @@ def build_run(name: str, train: ArrayData, val: ArrayData, vocab: int, iters: in
     model = build_model(preset("tiny", vocab_size=vocab))
     g = torch.Generator().manual_seed(cfg.seed)
     nanogpt_init(model, g)
-    return Run(model, build_optimizer(model, cfg, "cpu"), cfg, Prefetched(train, cfg.batch_size, model.config.block_size, g),
-               val, g, torch.device("cpu"), model.config.block_size)
+    batches = Prefetched(train, cfg.batch_size, model.config.block_size, g)
+    return Run(model, build_optimizer(model, cfg, "cpu"), cfg, batches, val, g, torch.device("cpu"),
+               model.config.block_size)
 
 
 @torch.no_grad()
