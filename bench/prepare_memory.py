@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from lmstack.cli import emit
+
 
 def make_corpus(path: Path, size_mb: float) -> None:
     """Write ``size_mb`` MB of .jsonl: the built-in corpus for seeds 0-3, repeated until big enough."""
@@ -71,11 +73,7 @@ def main() -> None:
             print(f"writing a {args.size_mb:.0f} MB corpus to {input_path}", file=sys.stderr)
             make_corpus(input_path, args.size_mb)
         report = run(input_path, Path(tmp) / "out", args.tokenizer)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        for key, value in report.items():
-            print(f"{key}: {value}")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ CPU seconds of this process (steadier on a shared machine: neighbours inflate wa
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import bm25s
 import numpy as np
 import Stemmer
 
+from lmstack.cli import emit
 from lmstack.retrieval.bm25 import BM25Index
 from lmstack.retrieval.documents import Passage
 from lmstack.retrieval.index import Retriever, build
@@ -129,11 +129,7 @@ def main() -> None:
         "times_s": {k: [round(x, 3) for x in v] for k, v in times.items()},
         "cpu_s": {k: [round(x, 3) for x in v] for k, v in cpu.items()},
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import torch
 
 from lmstack.chat.template import parse_tool_calls
 from lmstack.chat.tools import calculate
+from lmstack.cli import emit
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
 from lmstack.serve.engine import Engine, Request
@@ -99,11 +100,7 @@ def main() -> None:
         result = run(args.model, args.data, args.limit, args.slots)
     except LmstackError as e:
         sys.exit(f"tool_calls: error: {e}")
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

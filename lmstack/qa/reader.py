@@ -196,12 +196,12 @@ def new_reader(examples: list[Example], preset: str = "bert-tiny", tokenizer: Li
 def pretrained_reader(encoder: str | Path, settings: ReaderSettings | None = None,
                       device: str | torch.device = "cpu") -> Reader:
     """A reader on a pretrained encoder folder (say all-MiniLM-L6-v2): a fresh span head, its own tokenizer."""
-    model, tok = load_encoder(encoder, device=resolve_device(device))
+    model, tok = load_encoder(encoder)
     if tok is None:
         raise LmstackError(f"{encoder}: encoder folder has no tokenizer.json")
     settings = settings or ReaderSettings()
     settings.max_len = min(settings.max_len, model.config.block_size)
-    return Reader(EncoderForQuestionAnswering(model).to(model.tok_emb.weight.device), tok, settings)
+    return Reader(EncoderForQuestionAnswering(model).to(resolve_device(device)), tok, settings)
 
 
 def _load(data: Path, holdout: float, seed: int, part: Literal["train", "test"]) -> tuple[list[Example], dict]:
