@@ -24,9 +24,8 @@ def mine_negatives(examples: list[Example], index: str | Path, count: int = 3, d
     rankings = retriever.search_many([q for q, _, _ in examples], k=depth)
     mined = []
     for (query, positive, negatives), hits in zip(examples, rankings):
-        extra = []
-        for pid, _ in hits:
-            text = retriever.text(pid)
+        extra: list[str] = []
+        for text in (retriever.text(pid) for pid, _ in hits):
             if len(extra) == count:
                 break
             if not _same_passage(text, positive) and text not in negatives and text not in extra:
