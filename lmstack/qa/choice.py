@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -18,10 +19,14 @@ import torch.nn.functional as F
 from lmstack.data.synth.qa import QA_FORMAT
 from lmstack.data.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
+from lmstack.io import atomic_dir, read_json, read_jsonl
 from lmstack.model.encoder_text import encode_pairs
 from lmstack.model.heads import EncoderForMultipleChoice
+from lmstack.model.hf import load_model
+from lmstack.model.hf_bert import load_encoder, write_encoder_files
 from lmstack.model.transformer import Transformer
-from lmstack.qa.squad import CJK, Example
+from lmstack.qa.squad import CJK, Example, read_squad
+from lmstack.retrieval.dual_encoder import fresh_encoder
 from lmstack.train.epochs import fit
 
 
@@ -126,3 +131,89 @@ def train_choice(model: EncoderForMultipleChoice, tokenizer: Tokenizer, items: l
 
 def accuracy(predicted: list[int], items: list[ChoiceItem]) -> float:
     return sum(p == it.label for p, it in zip(predicted, items)) / max(1, len(items))
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+def read_choice_items(path: str | Path, n_options: int = 4, seed: int = 0) -> list[ChoiceItem]:
+    """Items from a .jsonl of {"question", "options": [...], "label": index of the right one}, or made from
+    extractive QA data (a SQuAD/CMRC .json, or lmstack's qa_*.jsonl) by ``choices_from_examples``."""
+    path = Path(path)
+    first = next((row for _, row in read_jsonl(path)), None) if path.suffix == ".jsonl" else None
+    if not isinstance(first, dict) or "options" not in first:
+        return choices_from_examples(read_squad(path)[0], n_options, seed)
+    items = []
+    for where, row in read_jsonl(path):
+        row = row if isinstance(row, dict) else {}
+        options, label = row.get("options"), row.get("label")
+        if not (isinstance(row.get("question"), str) and isinstance(options, list) and len(options) >= 2
+                and all(isinstance(o, str) for o in options) and isinstance(label, int) and 0 <= label < len(options)):
+            raise LmstackError(f"{where}: expected {{\"question\": str, \"options\": [two or more str], "
+                               "\"label\": index of the right option}")
+        if len(options) != len(first["options"]):
+            raise LmstackError(f"{where}: {len(options)} options, but the first item has {len(first['options'])}; "
+                               "every item needs the same number")
+        items.append(ChoiceItem(row["question"], options, label))
+    return items
+
+
+def train_multiple_choice(data: Path, out: Path = Path("runs/choice"), encoder: str = "bert-tiny",
+                          tokenizer: Path | None = None, epochs: int = 3, batch_size: int = 16, lr: float = 1e-3,
+                          max_len: int = 128, seed: int = 0) -> dict:
+    """Train an encoder with a multiple-choice head; writes a BertForMultipleChoice folder.
+
+    Args:
+        data: .jsonl of {"question", "options", "label"}, or extractive QA data (SQuAD/CMRC .json, lmstack
+            qa_*.jsonl) whose answers become options (the gold among three other answers)
+        out: folder for the trained model
+        encoder: BERT / lmstack mlm folder to start from, or a preset name (then give --tokenizer)
+        tokenizer: folder with tokenizer.json, for an encoder built fresh from a preset
+        epochs: passes over the items
+        batch_size: items per step
+        lr: AdamW learning rate
+        max_len: tokens per (question, option) pair
+        seed: shuffling, initialisation and distractor seed
+    """
+    items = read_choice_items(data, seed=seed)
+    if not items:
+        raise LmstackError(f"{data}: no multiple-choice items")
+    torch.manual_seed(seed)
+    body, tok = fresh_encoder(encoder, tokenizer) or load_encoder(encoder, head=None)
+    if tok is None:
+        raise LmstackError(f"{encoder}: no tokenizer.json beside the encoder")
+    model = EncoderForMultipleChoice(body)
+    figures = train_choice(model, tok, items, epochs, batch_size, lr, max_len, seed)
+    with atomic_dir(out) as tmp:
+        write_encoder_files(model, tmp, tok)
+    return {"out": str(out), "items": len(items), **figures,
+            "train_accuracy": accuracy(predict_choices(model, tok, items, max_len), items)}
+
+
+def choice_eval(data: Path, *, model: Path, normalize: bool = True, max_len: int = 128, seed: int = 0,
+                show: int = 3) -> dict:
+    """Accuracy on multiple-choice items: a BertForMultipleChoice folder scores with its head, a decoder
+    (causal LM folder) by the options' log-likelihood after the question.
+
+    Args:
+        data: .jsonl of {"question", "options", "label"}, or extractive QA data (see train-multiple-choice)
+        model: model folder (train-multiple-choice output, or a decoder from train / finetune / transformers)
+        normalize: decoder scoring per option token (else summed log-likelihood)
+        max_len: tokens per (question, option) pair for the choice head
+        seed: distractor seed when options are made from extractive data
+        show: how many example predictions to include
+    """
+    items = read_choice_items(data, seed=seed)
+    if not items:
+        raise LmstackError(f"{data}: no multiple-choice items")
+    arch = (read_json(Path(model) / "config.json").get("architectures") or [""])[0]
+    if arch == "BertForMultipleChoice":
+        net, tok = load_encoder(model, head="multiple-choice")
+        predicted, method = predict_choices(net, tok, items, max_len), "choice head"
+    else:
+        net, tok = load_model(model).eval(), Tokenizer.load(model)
+        best = lambda s: max(range(len(s)), key=s.__getitem__)  # noqa: E731
+        predicted = [best(score_options(net, tok, it.question, it.options, normalize)) for it in items]
+        method = "log-likelihood" + (" per token" if normalize else "")
+    return {"data": str(data), "model": str(model), "method": method, "items": len(items),
+            "accuracy": accuracy(predicted, items),
+            "examples": [{"question": it.question, "options": it.options, "predicted": it.options[p],
+                          "gold": it.options[it.label]} for it, p in zip(items[:show], predicted)]}

@@ -9,6 +9,8 @@ PET's training objective: cross-entropy over the labels' scores, which fine-tune
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
@@ -16,6 +18,7 @@ from lmstack.data.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.model.encoder_text import specials
 from lmstack.model.heads import EncoderForMaskedLM
+from lmstack.model.hf_bert import load_encoder
 
 SLOT = "{mask}"
 
@@ -63,3 +66,21 @@ def cloze_answer(model: EncoderForMaskedLM, tokenizer: Tokenizer, pattern: str, 
 def pet_loss(model: EncoderForMaskedLM, tokenizer: Tokenizer, pattern: str, verbalizer: list[str], label: int) -> torch.Tensor:
     """PET's objective for one input: cross-entropy of the softmax over the verbalizer words' scores."""
     return F.cross_entropy(cloze_scores(model, tokenizer, pattern, verbalizer)[None], torch.tensor([label]))
+
+
+def cloze(pattern: str, *, model: Path, candidates: str) -> dict:
+    """Answer a cloze question with a masked language model: which candidate best fills the {mask} slot.
+
+    Args:
+        pattern: a sentence with one {mask} slot, e.g. "Mira lives in {mask}."
+        model: MLM folder (lmstack train --objective mlm, or any BertForMaskedLM)
+        candidates: comma-separated candidate words (a verbalizer), e.g. "Bellhaven,Fernvale"
+    """
+    words = [w.strip() for w in candidates.split(",") if w.strip()]
+    if len(words) < 2:
+        raise LmstackError(f"--candidates: give two or more comma-separated words, got {candidates!r}")
+    net, tok = load_encoder(model, head="mlm")
+    if tok is None:
+        raise LmstackError(f"{model}: no tokenizer.json beside the model")
+    best, scores = cloze_answer(net, tok, pattern, words)
+    return {"pattern": pattern, "answer": words[best], "scores": dict(zip(words, scores))}

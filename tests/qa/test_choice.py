@@ -1,15 +1,21 @@
+import json
+
 import pytest
 import torch
+import transformers
 from torch import nn
 
+from lmstack.cli import main
 from lmstack.data.tokenizer import train_char
 from lmstack.errors import LmstackError
 from lmstack.model.config import ModelConfig, preset
 from lmstack.model.encoder import build_encoder
 from lmstack.model.heads import EncoderForMultipleChoice
+from lmstack.model.hf import save_model
 from lmstack.model.transformer import build_model
 from lmstack.qa.choice import (ChoiceItem, accuracy, choices_from_examples, predict_choices, prompt_and_options,
-                               score_options, train_choice)
+                               read_choice_items, score_options, train_choice)
+from lmstack.qa.squad import write_squad
 
 FACTS = [("Where does Mira live?", "Bellhaven"), ("Where does Otto live?", "Fernvale"),
          ("What is Ada's job?", "baker"), ("Who is Leo's friend?", "Nora")]
@@ -84,3 +90,63 @@ def test_the_choice_head_learns_to_pick_the_right_option():
     figures = train_choice(model, tok, items, epochs=30, batch_size=8, lr=2e-3)
     assert figures["loss_last"] < figures["loss_first"] / 4
     assert accuracy(predict_choices(model, tok, items), items) == 1.0 > before
+
+
+def _fruit_items() -> list[ChoiceItem]:
+    fruit, furniture = ["apple", "pear", "plum", "fig"], ["chair", "table", "sofa", "desk", "bed", "shelf"]
+    items = []
+    for i, right in enumerate(fruit * 2):
+        options = [furniture[i % 6], furniture[(i + 1) % 6]]
+        options.insert(i % 3, right)
+        items.append(ChoiceItem("Which one can you eat?", options, i % 3))
+    return items
+
+
+def _write_items(path, items) -> str:
+    path.write_text("".join(json.dumps({"question": it.question, "options": it.options, "label": it.label}) + "\n"
+                            for it in items), encoding="utf-8")
+    return str(path)
+
+
+def test_train_and_evaluate_a_choice_head_from_the_command_line(tmp_path, capsys):
+    items = _fruit_items()
+    data = _write_items(tmp_path / "items.jsonl", items)
+    train_char([it.question + "".join(it.options) for it in items]).save(tmp_path / "tok")
+    main(["train-multiple-choice", data, "--out", str(tmp_path / "mc"), "--tokenizer", str(tmp_path / "tok"),
+          "--epochs", "30", "--batch-size", "8", "--lr", "2e-3", "--json"])
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["items"] == 8 and trained["loss_last"] < trained["loss_first"]
+    main(["choice-eval", data, "--model", str(tmp_path / "mc"), "--json"])
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["method"] == "choice head" and scored["accuracy"] == trained["train_accuracy"] > 0.5
+    assert transformers.BertForMultipleChoice.from_pretrained(tmp_path / "mc") is not None
+
+
+def test_choice_eval_scores_a_decoder_by_log_likelihood(tmp_path, capsys):
+    items = [ChoiceItem(f"Where does {q.split()[-1]}", [a for _, a in FACTS], i) for i, (q, _) in enumerate(FACTS)]
+    tok = train_char([f"Question: {it.question}\nAnswer: " + " ".join(it.options) for it in items])
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=32))
+    save_model(model, tmp_path / "lm", tok)
+    main(["choice-eval", _write_items(tmp_path / "items.jsonl", items), "--model", str(tmp_path / "lm"), "--json"])
+    scored = json.loads(capsys.readouterr().out)
+    picks = [max(range(4), key=score_options(model.eval(), tok, it.question, it.options).__getitem__) for it in items]
+    assert scored["method"] == "log-likelihood per token" and scored["accuracy"] == accuracy(picks, items)
+
+
+def test_choice_items_from_records_or_from_extractive_data(synth_qa, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "options": ["a", "b"], "label": 0}\n{"question": "q", "options": ["a"]}\n')
+    with pytest.raises(LmstackError, match=f"{bad}:2: expected"):
+        read_choice_items(bad)
+    uneven = tmp_path / "uneven.jsonl"
+    uneven.write_text('{"question": "q", "options": ["a", "b"], "label": 0}\n'
+                      '{"question": "q", "options": ["a", "b", "c"], "label": 2}\n')
+    with pytest.raises(LmstackError, match="3 options, but the first item has 2"):
+        read_choice_items(uneven)
+    examples = synth_qa["train"][:40]
+    write_squad(tmp_path / "qa.json", examples)
+    items = read_choice_items(tmp_path / "qa.json")
+    gold = {ex.question: ex.answers[0].text for ex in examples if ex.answers}
+    assert len(items) == len(choices_from_examples(examples)) > 0
+    assert all(it.options[it.label] == gold[it.question] and len(it.options) == 4 for it in items)

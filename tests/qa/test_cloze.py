@@ -1,12 +1,16 @@
+import json
+
 import pytest
 import torch
 
+from lmstack.cli import main
 from lmstack.data.tokenizer import train_bpe
 from lmstack.errors import LmstackError
 from lmstack.model.config import preset
 from lmstack.model.encoder import build_encoder
 from lmstack.model.encoder_text import specials
 from lmstack.model.heads import EncoderForMaskedLM
+from lmstack.model.hf_bert import save_encoder
 from lmstack.qa.cloze import cloze_answer, cloze_inputs, pet_loss
 
 REVIEWS = [("The soup was lovely and warm.", 0), ("The soup was cold and awful.", 1),
@@ -43,3 +47,17 @@ def test_pet_training_through_the_pattern_makes_the_verbalizer_pick_the_label(to
         loss.backward()
         opt.step()
     assert all(right())
+
+
+def test_cloze_from_the_command_line(tok, tmp_path, capsys):
+    torch.manual_seed(0)
+    model = EncoderForMaskedLM(build_encoder(preset("bert-tiny", vocab_size=tok.vocab_size, n_embd=64)))
+    save_encoder(model, tmp_path / "mlm", tok)
+    pattern = PATTERN.replace("{text}", REVIEWS[0][0])
+    main(["cloze", pattern, "--model", str(tmp_path / "mlm"), "--candidates", "great, terrible", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    best, scores = cloze_answer(model, tok, pattern, VERBALIZER)
+    assert out["answer"] == VERBALIZER[best] and list(out["scores"].values()) == pytest.approx(scores, abs=1e-5)
+    with pytest.raises(SystemExit):
+        main(["cloze", pattern, "--model", str(tmp_path / "mlm"), "--candidates", "great"])
+    assert "give two or more comma-separated words" in capsys.readouterr().err
