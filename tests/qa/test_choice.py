@@ -76,22 +76,6 @@ def test_choices_from_examples_keep_the_gold_among_same_language_distractors(syn
     assert {it.label for it in items} == {0, 1, 2, 3}
 
 
-def test_the_choice_head_learns_to_pick_the_right_option():
-    fruit, furniture = ["apple", "pear", "plum", "fig"], ["chair", "table", "sofa", "desk", "bed", "shelf"]
-    items = []
-    for i, right in enumerate(fruit * 2):
-        options = [furniture[i % 6], furniture[(i + 1) % 6]]
-        options.insert(i % 3, right)
-        items.append(ChoiceItem("Which one can you eat?", options, i % 3))
-    tok = train_char([it.question + "".join(it.options) for it in items])
-    torch.manual_seed(0)
-    model = EncoderForMultipleChoice(build_encoder(preset("bert-tiny", vocab_size=tok.vocab_size, n_embd=64)))
-    before = accuracy(predict_choices(model, tok, items), items)
-    figures = train_choice(model, tok, items, epochs=30, batch_size=8, lr=2e-3)
-    assert figures["loss_last"] < figures["loss_first"] / 4
-    assert accuracy(predict_choices(model, tok, items), items) == 1.0 > before
-
-
 def _fruit_items() -> list[ChoiceItem]:
     fruit, furniture = ["apple", "pear", "plum", "fig"], ["chair", "table", "sofa", "desk", "bed", "shelf"]
     items = []
@@ -100,6 +84,17 @@ def _fruit_items() -> list[ChoiceItem]:
         options.insert(i % 3, right)
         items.append(ChoiceItem("Which one can you eat?", options, i % 3))
     return items
+
+
+def test_the_choice_head_learns_to_pick_the_right_option():
+    items = _fruit_items()
+    tok = train_char([it.question + "".join(it.options) for it in items])
+    torch.manual_seed(0)
+    model = EncoderForMultipleChoice(build_encoder(preset("bert-tiny", vocab_size=tok.vocab_size, n_embd=64)))
+    before = accuracy(predict_choices(model, tok, items), items)
+    figures = train_choice(model, tok, items, epochs=30, batch_size=8, lr=2e-3)
+    assert figures["loss_last"] < figures["loss_first"] / 4
+    assert accuracy(predict_choices(model, tok, items), items) == 1.0 > before
 
 
 def _write_items(path, items) -> str:
