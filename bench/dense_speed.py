@@ -21,7 +21,7 @@ import time
 import torch
 import transformers
 
-from lmstack.data.tokenizer import train_bpe
+from lmstack.text.tokenizer import train_bpe
 from lmstack.model import preset
 from lmstack.model.encoder import build_encoder
 from lmstack.model.encoder_text import encode_pairs

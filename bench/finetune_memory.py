@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from lmstack.data.synth import synth
-from lmstack.data.tokenizer import train_bpe
+from lmstack.text.tokenizer import train_bpe
 from lmstack.model import build_model, preset
 from lmstack.model.hf import save_model
 

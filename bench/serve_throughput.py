@@ -29,7 +29,7 @@ import httpx2
 import torch
 
 from lmstack.data.synth import generate_documents
-from lmstack.data.tokenizer import train_bpe
+from lmstack.text.tokenizer import train_bpe
 from lmstack.model import build_model, preset
 from lmstack.model.hf import save_model
 
@@ -95,7 +95,7 @@ def transformers_reference(model_dir: Path, requests: int, threads: int) -> dict
     """The same model through ``transformers.generate``, one request after another."""
     from transformers import AutoModelForCausalLM
 
-    from lmstack.data.tokenizer import Tokenizer
+    from lmstack.text.tokenizer import Tokenizer
 
     torch.set_num_threads(threads)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from lmstack.chat.template import parse_tool_calls
+from lmstack.text.chat_template import parse_tool_calls
 from lmstack.chat.tools import calculate
 from lmstack.cli import emit
 from lmstack.errors import LmstackError

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmstack.data.tokenizer import train_char
+from lmstack.text.tokenizer import train_char
 from lmstack.model import build_model, preset
 from lmstack.train.config import TrainConfig
 from lmstack.train.loop import Run, causal_lm_loss

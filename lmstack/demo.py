@@ -21,7 +21,7 @@ from lmstack.config import build, load_yaml, merge
 from lmstack.data.conversations import read_conversations
 from lmstack.data.prepare import prepare
 from lmstack.data.synth import synth
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.eval.chat import exact_match
 from lmstack.eval.perplexity import unigram_baseline
 from lmstack.generate.api import GenerationConfig, generate

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from lmstack.chat.template import assistant_spans
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.chat_template import assistant_spans
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 
 IGNORE = -100

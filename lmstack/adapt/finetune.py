@@ -26,7 +26,7 @@ from lmstack.adapt.prefix import Prefix
 from lmstack.adapt.prompt import Prompt
 from lmstack.config import to_dict
 from lmstack.data.conversations import Format, read_conversations
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
 from lmstack.io import write_json

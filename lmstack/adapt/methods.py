@@ -28,7 +28,7 @@ from lmstack.adapt.bottleneck import Adapter
 from lmstack.adapt.lora import LoRA
 from lmstack.adapt.prefix import Prefix
 from lmstack.adapt.prompt import Prompt
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json
 from lmstack.model.hf import load_model

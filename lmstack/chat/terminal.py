@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
 
-from lmstack.chat.template import parse_tool_calls
+from lmstack.text.chat_template import parse_tool_calls
 from lmstack.chat.tools import Tool, calculator, open_index, search, tool_loop
 from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError

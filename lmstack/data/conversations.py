@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Iterator, Literal
 
-from lmstack.chat.template import check_messages
+from lmstack.text.chat_template import check_messages
 from lmstack.errors import LmstackError
 from lmstack.io import read_json, read_jsonl
 

@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lmstack.data import files as input_files
-from lmstack.data.tokenizer import IM_END, IM_START, Tokenizer, train_bpe, train_char
+from lmstack.text.tokenizer import IM_END, IM_START, Tokenizer, train_bpe, train_char
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_path, write_json
 

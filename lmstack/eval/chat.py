@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lmstack.data.conversations import Format, read_conversations
-from lmstack.data.tokenizer import IM_END, Tokenizer
+from lmstack.text.tokenizer import IM_END, Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.generate.api import generate
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from lmstack.data.prepare import find_files, read_documents
 from lmstack.data.shards import TokenShards
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.model.hf import load_model
 from lmstack.model.transformer import Transformer

@@ -16,13 +16,13 @@ from typing import Iterator, Literal
 import torch
 
 from lmstack.adapt.methods import load_adapted
-from lmstack.data.tokenizer import IM_END, Tokenizer
+from lmstack.text.tokenizer import IM_END, Tokenizer
 from lmstack.generate.beam import beam_search
 from lmstack.generate.compiled import compiled_step
 from lmstack.generate.config import GenerationConfig
 from lmstack.generate.decode import decode
 from lmstack.generate.layout import decode_layout
-from lmstack.generate.text import TextStream
+from lmstack.text.stream import TextStream
 from lmstack.model import Transformer
 
 

@@ -12,7 +12,7 @@ import tokenizers
 import torch
 from tokenizers import processors
 
-from lmstack.data.tokenizer import BOS, EOS, MASK, PAD, Tokenizer
+from lmstack.text.tokenizer import BOS, EOS, MASK, PAD, Tokenizer
 from lmstack.errors import LmstackError
 
 BERT_SPECIALS = ("[CLS]", "[SEP]", "[PAD]", "[MASK]")

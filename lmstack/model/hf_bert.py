@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from lmstack.config import build
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json
 from lmstack.model.config import ModelConfig

@@ -88,7 +88,7 @@ def ask(question: str, index: Path = Path("runs/index"), reader: Path | None = N
 
 def generate_answer(model_dir: Path, question: str, hits: list[tuple[str, str]], max_new_tokens: int) -> dict:
     """Decode an answer from a chat prompt holding the passages; keep the cited ids that were retrieved."""
-    from lmstack.data.tokenizer import IM_END, Tokenizer
+    from lmstack.text.tokenizer import IM_END, Tokenizer
     from lmstack.generate.api import generate
     from lmstack.model.hf import load_model
 

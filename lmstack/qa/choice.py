@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from lmstack.data.synth.qa import QA_FORMAT
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, read_jsonl
 from lmstack.model.encoder_text import encode_pairs

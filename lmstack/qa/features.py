@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.model.encoder_text import specials
 from lmstack.qa.squad import Example

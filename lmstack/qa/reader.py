@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from lmstack.data.tokenizer import Tokenizer, train_bpe, train_char
+from lmstack.text.tokenizer import Tokenizer, train_bpe, train_char
 from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, read_jsonl, write_json

@@ -28,8 +28,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from lmstack.chat.template import TOOL_CALL_OPEN, parse_tool_calls
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.chat_template import TOOL_CALL_OPEN, parse_tool_calls
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.devices import resolve_device
 from lmstack.generate.config import GenerationConfig
 from lmstack.serve import errors

@@ -21,11 +21,11 @@ from typing import Callable, Iterator
 
 import torch
 
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
 from lmstack.generate.processors import process
-from lmstack.generate.text import TextStream
+from lmstack.text.stream import TextStream
 from lmstack.model import Transformer
 from lmstack.adapt.virtual import VirtualTokens
 from lmstack.model.blocks import KVCache, attention_mask

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lmstack.adapt.lora import merge
 from lmstack.adapt.methods import load_adapted
-from lmstack.data.tokenizer import IM_END, Tokenizer
+from lmstack.text.tokenizer import IM_END, Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.generate.layout import decode_layout
 from lmstack.model import Transformer

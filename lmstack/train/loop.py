@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from lmstack.config import to_dict
 from lmstack.data.shards import TokenShards
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.devices import bf16_is_native, resolve_device
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, write_json

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from lmstack.data.shards import TokenShards
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.model.config import ModelConfig
 from lmstack.model.encoder import build_encoder

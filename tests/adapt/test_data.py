@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from lmstack.adapt.data import IGNORE, Example, SFTBatches, encode_all, encode_conversation
-from lmstack.data.tokenizer import train_bpe
+from lmstack.text.tokenizer import train_bpe
 
 CONVERSATION = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is Kell?"},
                              {"role": "assistant", "content": "By the river."}, {"role": "user", "content": "谢谢"},

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lmstack.adapt.methods import METHODS, base_fingerprint, count_parameters, load_adapted, save_adapter
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.generate.api import generate
 from lmstack.model import build_model

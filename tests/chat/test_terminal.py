@@ -11,7 +11,7 @@ import torch
 
 from lmstack.chat.terminal import ChatSession, repl
 from lmstack.chat.tools import calculator
-from lmstack.data.tokenizer import train_bpe
+from lmstack.text.tokenizer import train_bpe
 from lmstack.generate.api import generate
 from lmstack.model import build_model, preset
 from lmstack.model.hf import save_model

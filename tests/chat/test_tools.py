@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from lmstack.chat.template import render
+from lmstack.text.chat_template import render
 from lmstack.chat.tools import (FolderIndex, calculate, calculator, open_index, run_tool, search, tool_loop)
 from lmstack.data.synth import DATASETS, build_world
 from lmstack.errors import LmstackError

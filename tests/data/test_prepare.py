@@ -7,7 +7,7 @@ import pytest
 
 from lmstack.cli import main
 from lmstack.data.prepare import prepare
-from lmstack.data.tokenizer import Tokenizer, train_char
+from lmstack.text.tokenizer import Tokenizer, train_char
 from lmstack.errors import LmstackError
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lmstack.data.shards import TokenShards
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 
 

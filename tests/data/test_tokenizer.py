@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmstack.data.tokenizer import SPECIAL_TOKENS, Tokenizer, train_bpe, train_char
+from lmstack.text.tokenizer import SPECIAL_TOKENS, Tokenizer, train_bpe, train_char
 from lmstack.errors import LmstackError
 
 SHAKESPEARE = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"

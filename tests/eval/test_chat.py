@@ -9,7 +9,7 @@ import torch
 from lmstack.adapt.finetune import FinetuneConfig, finetune
 from lmstack.cli import main
 from lmstack.config import build
-from lmstack.data.tokenizer import train_bpe
+from lmstack.text.tokenizer import train_bpe
 from lmstack.model import build_model, preset
 from lmstack.model.hf import save_model
 

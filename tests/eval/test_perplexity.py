@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers
 
-from lmstack.data.tokenizer import train_char
+from lmstack.text.tokenizer import train_char
 from lmstack.errors import LmstackError
 from lmstack.eval.perplexity import evaluate, sequence_nll
 from lmstack.model import build_model, preset

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmstack.data.tokenizer import train_bpe
+from lmstack.text.tokenizer import train_bpe
 from lmstack.model import Transformer, build_model, preset
 from lmstack.model.hf import save_model
 

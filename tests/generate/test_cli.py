@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from lmstack.cli import main
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.generate import generate
 from lmstack.model.hf import load_model, save_model
 

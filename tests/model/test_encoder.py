@@ -8,7 +8,7 @@ import transformers
 from tokenizers import Tokenizer as Backend
 from tokenizers import models, normalizers, pre_tokenizers
 
-from lmstack.data.tokenizer import Tokenizer, train_char
+from lmstack.text.tokenizer import Tokenizer, train_char
 from lmstack.errors import LmstackError
 from lmstack.model import preset
 from lmstack.model.encoder import build_encoder

@@ -8,7 +8,7 @@ import pytest
 
 from lmstack.data.synth import build_world
 from lmstack.data.synth.passages import qa
-from lmstack.data.tokenizer import train_bpe, train_char
+from lmstack.text.tokenizer import train_bpe, train_char
 from lmstack.qa.squad import Answer, Example
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lmstack.cli import main
-from lmstack.data.tokenizer import train_bpe
+from lmstack.text.tokenizer import train_bpe
 from lmstack.errors import LmstackError
 from lmstack.model.config import ModelConfig
 from lmstack.model.hf import save_model
@@ -64,7 +64,7 @@ def test_bad_requests_are_one_line_errors(index, reader, generator):
 
 
 def test_generation_prompt_numbers_passages_by_id(generator):
-    from lmstack.data.tokenizer import Tokenizer
+    from lmstack.text.tokenizer import Tokenizer
 
     prompt = generation_prompt(Tokenizer.load(generator), "Where?", [("p-1", "One."), ("p-2", "Two.")])
     assert "[p-1] One.\n[p-2] Two." in prompt and "Question: Where?" in prompt

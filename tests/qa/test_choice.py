@@ -6,7 +6,7 @@ import transformers
 from torch import nn
 
 from lmstack.cli import main
-from lmstack.data.tokenizer import train_char
+from lmstack.text.tokenizer import train_char
 from lmstack.errors import LmstackError
 from lmstack.model.config import ModelConfig, preset
 from lmstack.model.encoder import build_encoder

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lmstack.cli import main
-from lmstack.data.tokenizer import train_bpe
+from lmstack.text.tokenizer import train_bpe
 from lmstack.errors import LmstackError
 from lmstack.model.config import preset
 from lmstack.model.encoder import build_encoder

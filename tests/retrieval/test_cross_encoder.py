@@ -11,7 +11,7 @@ import pytest
 import torch
 import transformers
 
-from lmstack.data.tokenizer import train_char
+from lmstack.text.tokenizer import train_char
 from lmstack.errors import LmstackError
 from lmstack.model import preset
 from lmstack.model.encoder_text import encode_pairs

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmstack.data.tokenizer import train_char
+from lmstack.text.tokenizer import train_char
 from lmstack.errors import LmstackError
 from lmstack.model import preset
 from lmstack.retrieval.dual_encoder import DualEncoder, fresh_encoder, info_nce, train_dense, train_dual_encoder

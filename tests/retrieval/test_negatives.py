@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lmstack.data.tokenizer import train_char
+from lmstack.text.tokenizer import train_char
 from lmstack.errors import LmstackError
 from lmstack.retrieval import cross_encoder
 from lmstack.retrieval.documents import Passage

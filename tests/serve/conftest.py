@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from lmstack.chat.tools import CALCULATOR_SPEC
-from lmstack.data.tokenizer import IM_END, Tokenizer, train_bpe
+from lmstack.text.tokenizer import IM_END, Tokenizer, train_bpe
 from lmstack.model import Transformer, build_model, preset
 from lmstack.model.hf import save_model
 from lmstack.serve.prompt import encode_chat

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmstack.data.tokenizer import IM_START
+from lmstack.text.tokenizer import IM_START
 from lmstack.errors import LmstackError
 from lmstack.serve.prompt import encode_chat, load_for_serving
 

@@ -11,7 +11,7 @@ import transformers
 
 from lmstack.data.prepare import prepare
 from lmstack.data.shards import TokenShards
-from lmstack.data.tokenizer import Tokenizer
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.model import preset
 from lmstack.train.loop import causal_lm_loss

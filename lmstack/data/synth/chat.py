@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Iterator
 
-from lmstack.chat.template import render
+from lmstack.text.chat_template import render
 from lmstack.data.synth.registry import doc, section
 from lmstack.data.synth.world import World
 

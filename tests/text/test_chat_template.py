@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lmstack.chat.template import DEFAULT_CHAT_TEMPLATE, assistant_spans, check_messages, parse_tool_calls, render
-from lmstack.data.tokenizer import train_bpe
+from lmstack.text.chat_template import DEFAULT_CHAT_TEMPLATE, assistant_spans, check_messages, parse_tool_calls, render
+from lmstack.text.tokenizer import train_bpe
 from lmstack.errors import LmstackError
 
 TOOLS = [{"type": "function", "function": {"name": "calculator", "description": "exact arithmetic",

@@ -6,7 +6,7 @@ import pytest
 
 from lmstack.generate import GenerationConfig, generate, stream
 from lmstack.generate.api import pieces
-from lmstack.generate.text import TextStream
+from lmstack.text.stream import TextStream
 
 CHINESE = "凯尔河镇以盐和琥珀贸易为生。🙂 hello"
 

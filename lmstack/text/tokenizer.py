@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from lmstack.chat.template import DEFAULT_CHAT_TEMPLATE, render
+from lmstack.text.chat_template import DEFAULT_CHAT_TEMPLATE, render
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_path, read_json, write_json
 
