@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo lint test test-slow bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/lmstack demo --out $(DEMO_DIR)
 
-test: $(STAMP)
+# Lint (ruff), the import layers and cycles (import-linter, contracts in pyproject.toml), then the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check lmstack tests bench examples
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)

@@ -47,9 +47,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cloze": ("lmstack.qa.cloze:cloze", "prompt-based QA: which word best fills a {mask} slot, by an MLM"),
     "train-dense": ("lmstack.retrieval.dual_encoder:train_dense", "train a dual encoder (in-batch + hard negatives)"),
     "train-rerank": ("lmstack.retrieval.cross_encoder:train_rerank", "train a cross-encoder reranker"),
-    "eval": ("lmstack.eval.perplexity:evaluate", "cross-entropy, perplexity and bits per byte"),
+    "perplexity": ("lmstack.eval.perplexity:perplexity", "cross-entropy, perplexity and bits per byte of text files"),
     "demo": ("lmstack.demo:demo", "the whole pipeline on the built-in corpus, with a report"),
 }
+
+# Old names kept working: alias -> command.
+ALIASES: dict[str, str] = {"eval": "perplexity"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv
     as_json = "--json" in argv
     argv = [a for a in argv if a not in ("--debug", "--json")]
+    if argv and argv[0] in ALIASES:
+        argv[0] = ALIASES[argv[0]]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         _usage(argv[0] if argv and argv[0] not in ("-h", "--help") else None)
     name, rest = argv[0], argv[1:]
@@ -96,6 +101,7 @@ def _usage(unknown: str | None) -> None:
     lines = ["usage: lmstack <command> [args] [--json] [--debug]", "", "commands:"]
     width = max(map(len, COMMANDS)) + 1
     lines += [f"  {n:<{width}} {summary}" for n, (_, summary) in COMMANDS.items()]
+    lines += ["", "aliases: " + ", ".join(f"{old} = {new}" for old, new in ALIASES.items())]
     if unknown:
         print(f"lmstack: error: unknown command '{unknown}'\n" + "\n".join(lines), file=sys.stderr)
         sys.exit(2)

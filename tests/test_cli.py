@@ -15,7 +15,7 @@ def lmstack(*args: str, cwd=None) -> subprocess.CompletedProcess:
 def test_help_lists_commands():
     out = lmstack("--help")
     assert out.returncode == 0
-    for name in ("synth", "prepare", "train", "generate", "eval", "demo"):
+    for name in ("synth", "prepare", "train", "generate", "perplexity", "demo"):
         assert name in out.stdout
 
 

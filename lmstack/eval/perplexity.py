@@ -1,4 +1,4 @@
-"""``lmstack eval``: mean token cross-entropy, perplexity and bits per byte of a model on text.
+"""``lmstack perplexity`` (alias ``eval``): mean token cross-entropy, perplexity and bits per byte of a model on text.
 
 Perplexity is exp(mean NLL per token), so it depends on the tokenizer; bits per byte divides the total NLL by
 the UTF-8 size of the text, ``sum(NLL) / (ln 2 * bytes)``, so models with different tokenizers compare fairly.
@@ -23,7 +23,7 @@ from lmstack.model.hf import load_model
 from lmstack.model.transformer import Transformer
 
 
-def evaluate(*, model: str, input: list[Path], stride: int | None = None, device: str = "cpu") -> dict:
+def perplexity(*, model: str, input: list[Path], stride: int | None = None, device: str = "cpu") -> dict:
     """Score a model directory on text files (.txt, or .jsonl with a `text` field).
 
     Args:

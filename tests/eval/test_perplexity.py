@@ -10,7 +10,7 @@ import transformers
 
 from lmstack.text.tokenizer import train_char
 from lmstack.errors import LmstackError
-from lmstack.eval.perplexity import evaluate, sequence_nll
+from lmstack.eval.perplexity import perplexity, sequence_nll
 from lmstack.model import build_model, preset
 from lmstack.model.hf import load_model, save_model
 
@@ -56,7 +56,7 @@ def test_stride_one_gives_each_token_a_full_context(model_dir):
 
 def test_evaluate_reports_bits_per_byte(model_dir, tmp_path):
     (tmp_path / "eval.txt").write_text(TEXT, encoding="utf-8")
-    out = evaluate(model=str(model_dir), input=[tmp_path / "eval.txt"])
+    out = perplexity(model=str(model_dir), input=[tmp_path / "eval.txt"])
     n_bytes = sum(len(p.encode()) for p in TEXT.strip().split("\n\n"))
     assert out["bytes"] == n_bytes
     assert out["perplexity"] == pytest.approx(math.exp(out["cross_entropy"]))
@@ -66,6 +66,6 @@ def test_evaluate_reports_bits_per_byte(model_dir, tmp_path):
 def test_bad_inputs(model_dir, tmp_path):
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(LmstackError, match="empty.txt: file is empty"):
-        evaluate(model=str(model_dir), input=[tmp_path / "empty.txt"])
+        perplexity(model=str(model_dir), input=[tmp_path / "empty.txt"])
     with pytest.raises(LmstackError, match="stride must be in 1..32"):
         sequence_nll(load_model(model_dir), [1, 2, 3], stride=33)
