@@ -140,7 +140,8 @@ BOILERPLATE_EN = [
     "Read our Privacy Policy and Terms of Use.", "Accept all cookies", "Sign in | Register | Help",
     "Copyright 2024 All rights reserved", "Share on Facebook Share on Twitter",
 ]
-BOILERPLATE_ZH = ["本网站使用Cookie以改善您的体验。", "请启用JavaScript以查看此页面。", "版权所有 2024", "登录 | 注册 | 帮助"]
+BOILERPLATE_ZH = ["本网站使用Cookie以改善您的体验。", "请启用JavaScript以查看此页面。", "版权所有 2024",
+                  "登录 | 注册 | 帮助"]
 
 
 def low_quality(rng: random.Random, lang: str, page: str) -> tuple[str, str]:
@@ -198,14 +199,16 @@ def make_pii(kind: str, rng: random.Random) -> str:
         return f"{rng.choice(FIRST)}{rng.choice(['', '.', '_'])}{rng.randint(1, 999)}@{rng.choice(DOMAINS)}"
     if kind == "phone":
         d = lambda n: _digits(rng, n)  # noqa: E731
-        a = lambda: str(rng.randint(2, 9)) + d(2)  # noqa: E731  (NANP area code / exchange: 2-9 then 2 digits)
+        # NANP area code / exchange: 2-9 then 2 digits
+        a = lambda: str(rng.randint(2, 9)) + d(2)  # noqa: E731
         mobile = f"1{rng.choice('3456789')}{d(9)}"
         return rng.choice([
             f"+1 ({a()}) {a()}-{d(4)}", f"+1-{a()}-{a()}-{d(4)}", f"+44 20 {d(4)} {d(4)}", f"+49 30 {d(8)}",
-            f"+33 1 {d(2)} {d(2)} {d(2)} {d(2)}", f"+86 {mobile[:3]} {mobile[3:7]} {mobile[7:]}", f"+81 3-{d(4)}-{d(4)}",
-            f"+61 2 {d(4)} {d(4)}", f"+91 {d(5)} {d(5)}", f"({a()}) {a()}-{d(4)}", f"{a()}-{a()}-{d(4)}",
-            f"{a()}.{a()}.{d(4)}", mobile, f"{mobile[:3]}-{mobile[3:7]}-{mobile[7:]}", f"{mobile[:3]} {mobile[3:7]} {mobile[7:]}",
-            f"+86{mobile}", f"010-{rng.randint(2, 8)}{d(7)}", f"0755-{rng.randint(2, 8)}{d(6)}"])
+            f"+33 1 {d(2)} {d(2)} {d(2)} {d(2)}", f"+86 {mobile[:3]} {mobile[3:7]} {mobile[7:]}",
+            f"+81 3-{d(4)}-{d(4)}", f"+61 2 {d(4)} {d(4)}", f"+91 {d(5)} {d(5)}", f"({a()}) {a()}-{d(4)}",
+            f"{a()}-{a()}-{d(4)}", f"{a()}.{a()}.{d(4)}", mobile, f"{mobile[:3]}-{mobile[3:7]}-{mobile[7:]}",
+            f"{mobile[:3]} {mobile[3:7]} {mobile[7:]}", f"+86{mobile}", f"010-{rng.randint(2, 8)}{d(7)}",
+            f"0755-{rng.randint(2, 8)}{d(6)}"])
     if kind == "cn_id":
         while True:
             try:
@@ -219,7 +222,8 @@ def make_pii(kind: str, rng: random.Random) -> str:
         return body + "10X98765432"[sum(int(c) * w for c, w in zip(body, weights)) % 11]
     if kind == "card":
         brand = rng.choice(["visa", "mc", "amex", "unionpay", "discover"])
-        number = {"visa": lambda: luhn_complete("4", 16, rng), "mc": lambda: luhn_complete(str(rng.randint(51, 55)), 16, rng),
+        number = {"visa": lambda: luhn_complete("4", 16, rng),
+                  "mc": lambda: luhn_complete(str(rng.randint(51, 55)), 16, rng),
                   "amex": lambda: luhn_complete(rng.choice(["34", "37"]), 15, rng),
                   "unionpay": lambda: luhn_complete("62", rng.choice([16, 19]), rng),
                   "discover": lambda: luhn_complete("6011", 16, rng)}[brand]()
@@ -245,8 +249,10 @@ CARRIERS = {
            "phone": ["Call me on {} after 6 pm.", "Phone: {}"],
            "cn_id": ["Her resident ID is {}."], "card": ["The card {} expires 08/27.", "Paid with card {}."],
            "ipv4": ["The server at {} stopped responding.", "Requests came from {} at 14:05."],
-           "ipv6": ["The host {} is reachable again."], "secret": ["Use the token {} to call the API.", "export API_TOKEN={}"]},
-    "zh": {"email": ["邮箱：{}，欢迎来信。", "请发邮件到{}联系我们。"], "phone": ["我的手机号是{}，有事请联系。", "联系电话：{}"],
+           "ipv6": ["The host {} is reachable again."],
+           "secret": ["Use the token {} to call the API.", "export API_TOKEN={}"]},
+    "zh": {"email": ["邮箱：{}，欢迎来信。", "请发邮件到{}联系我们。"],
+           "phone": ["我的手机号是{}，有事请联系。", "联系电话：{}"],
            "cn_id": ["身份证号码：{}。", "他的身份证号是{}，请核对。"], "card": ["银行卡号{}已绑定。"],
            "ipv4": ["服务器地址为{}。"], "ipv6": ["主机{}已恢复访问。"], "secret": ["密钥是{}，请勿外泄。"]},
 }
@@ -279,22 +285,40 @@ def control_sentences(rng: random.Random, n: int) -> Iterator[str]:
     """Sentences full of numbers, dates, times, prices, versions and codes, and no personal data."""
     months = ["January", "March", "June", "September", "December"]
     templates = [
-        lambda: f"On {rng.randint(2000, 2030)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} at {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d} the job finished.",
-        lambda: f"The meeting moved to {rng.randint(1, 28)}/{rng.randint(1, 12)}/{rng.randint(2000, 2030)}, room {rng.randint(100, 999)}.",
-        lambda: f"Revenue grew {rng.randint(1, 99)}.{rng.randint(0, 9)}% to ${rng.randint(1, 999):,},{rng.randint(0, 999):03d}.{rng.randint(0, 99):02d} in {rng.choice(months)} {rng.randint(1990, 2030)}.",
-        lambda: f"Upgrade to version {rng.randint(0, 12)}.{rng.randint(0, 30)}.{rng.randint(0, 99)} or v{rng.randint(1, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 9)} before Friday.",
-        lambda: f"Windows build 10.0.{rng.randint(10000, 22999)}.{rng.randint(1, 999)} and Chrome {rng.randint(90, 130)}.0.{rng.randint(1000, 6999)}.{rng.randint(10, 200)} were tested.",
-        lambda: f"The population reached {rng.randint(1, 1400):,},{rng.randint(0, 999):03d},{rng.randint(0, 999):03d} by {rng.randint(1900, 2030)}.",
-        lambda: f"ISBN 978-{rng.randint(0, 9)}-{rng.randint(10, 99)}-{rng.randint(100000, 999999)}-{rng.randint(0, 9)} was reprinted on page {rng.randint(1, 400)}.",
-        lambda: f"Order #{rng.randint(2020, 2030)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}-{rng.randint(1, 9999):04d} weighed {rng.randint(1, 90)}.{rng.randint(0, 99)} kg.",
-        lambda: f"The final score was {rng.randint(0, 9)}:{rng.randint(0, 9)} after {rng.randint(90, 120)} minutes; pi is about 3.14159.",
-        lambda: f"Ship it to postcode {rng.randint(10000, 99999)} within {rng.randint(2, 30)} days; it costs €{rng.randint(1, 500)}.{rng.randint(0, 99):02d}.",
-        lambda: f"{rng.randint(2000, 2030)}年{rng.randint(1, 12)}月{rng.randint(1, 28)}日，全市GDP增长{rng.randint(1, 9)}.{rng.randint(0, 9)}%，人口{rng.randint(100, 2000)}万。",
-        lambda: f"本次共售出{rng.randint(1000, 9999999)}件，总价{rng.randint(1, 999)},{rng.randint(0, 999):03d}元，编号{rng.randint(2020, 2030)}{_digits(rng, 6)}。",
-        lambda: f"版本{rng.randint(1, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 20)}于{rng.randint(1, 12)}月{rng.randint(1, 28)}日{rng.randint(0, 23)}:{rng.randint(10, 59)}发布，邮编{rng.randint(100000, 899999)}。",
-        lambda: f"The coordinates 48.{_digits(rng, 4)}, 2.{_digits(rng, 4)} and a ratio of {rng.randint(1, 9)}:{rng.randint(1, 9)} were logged at {rng.randint(1, 12)}:{rng.randint(10, 59)} pm.",
-        lambda: f"Invoice {rng.randint(10**7, 10**8 - 1)} of {rng.randint(10**11, 10**12 - 1)} units and serial {rng.randint(10**15, 10**16 - 1)} were archived.",
-        lambda: f"Matthew {rng.randint(1, 28)}:{rng.randint(1, 40)} and pages {rng.randint(1, 200)}-{rng.randint(201, 400)} cover it.",
+        lambda: (f"On {rng.randint(2000, 2030)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} at "
+                 f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d} the job finished."),
+        lambda: (f"The meeting moved to {rng.randint(1, 28)}/{rng.randint(1, 12)}/{rng.randint(2000, 2030)}, room "
+                 f"{rng.randint(100, 999)}."),
+        lambda: (f"Revenue grew {rng.randint(1, 99)}.{rng.randint(0, 9)}% to ${rng.randint(1, 999):,}"
+                 f",{rng.randint(0, 999):03d}.{rng.randint(0, 99):02d} in {rng.choice(months)} "
+                 f"{rng.randint(1990, 2030)}."),
+        lambda: (f"Upgrade to version {rng.randint(0, 12)}.{rng.randint(0, 30)}.{rng.randint(0, 99)} or "
+                 f"v{rng.randint(1, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 9)} before Friday."),
+        lambda: (f"Windows build 10.0.{rng.randint(10000, 22999)}.{rng.randint(1, 999)} and Chrome "
+                 f"{rng.randint(90, 130)}.0.{rng.randint(1000, 6999)}.{rng.randint(10, 200)} were tested."),
+        lambda: (f"The population reached {rng.randint(1, 1400):,},{rng.randint(0, 999):03d},{rng.randint(0, 999):03d} "
+                 f"by {rng.randint(1900, 2030)}."),
+        lambda: (f"ISBN 978-{rng.randint(0, 9)}-{rng.randint(10, 99)}-{rng.randint(100000, 999999)}-{rng.randint(0, 9)}"
+                 f" was reprinted on page {rng.randint(1, 400)}."),
+        lambda: (f"Order #{rng.randint(2020, 2030)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+                 f"-{rng.randint(1, 9999):04d} weighed {rng.randint(1, 90)}.{rng.randint(0, 99)} kg."),
+        lambda: (f"The final score was {rng.randint(0, 9)}:{rng.randint(0, 9)} after {rng.randint(90, 120)} minutes; "
+                 f"pi is about 3.14159."),
+        lambda: (f"Ship it to postcode {rng.randint(10000, 99999)} within {rng.randint(2, 30)} days; it costs "
+                 f"€{rng.randint(1, 500)}.{rng.randint(0, 99):02d}."),
+        lambda: (f"{rng.randint(2000, 2030)}年{rng.randint(1, 12)}月{rng.randint(1, 28)}日，"
+                 f"全市GDP增长{rng.randint(1, 9)}.{rng.randint(0, 9)}%，人口{rng.randint(100, 2000)}万。"),
+        lambda: (f"本次共售出{rng.randint(1000, 9999999)}件，总价{rng.randint(1, 999)},{rng.randint(0, 999):03d}元，"
+                 f"编号{rng.randint(2020, 2030)}{_digits(rng, 6)}。"),
+        lambda: (f"版本{rng.randint(1, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 20)}于{rng.randint(1, 12)}"
+                 f"月{rng.randint(1, 28)}日{rng.randint(0, 23)}:{rng.randint(10, 59)}发布，"
+                 f"邮编{rng.randint(100000, 899999)}。"),
+        lambda: (f"The coordinates 48.{_digits(rng, 4)}, 2.{_digits(rng, 4)} and a ratio of {rng.randint(1, 9)}"
+                 f":{rng.randint(1, 9)} were logged at {rng.randint(1, 12)}:{rng.randint(10, 59)} pm."),
+        lambda: (f"Invoice {rng.randint(10**7, 10**8 - 1)} of {rng.randint(10**11, 10**12 - 1)} units and serial "
+                 f"{rng.randint(10**15, 10**16 - 1)} were archived."),
+        lambda: (f"Matthew {rng.randint(1, 28)}:{rng.randint(1, 40)} and pages {rng.randint(1, 200)}"
+                 f"-{rng.randint(201, 400)} cover it."),
     ]
     for _ in range(n):
         yield " ".join(rng.choice(templates)() for _ in range(rng.randint(3, 8)))
@@ -322,13 +346,15 @@ def build(seed: int, n_docs: int, synth_scale: float = 1.0, real: bool = True) -
             rec = {**base, "text": text, "truth": {"inject": "low_quality", "type": kind}}
         elif r < 0.24:
             fi = _finnish(rng)
-            rec = {"text": fi, "lang": "fi", "origin": "real/wmt16_fi" if fi else "none", "truth": {"inject": "other_language"}}
+            rec = {"text": fi, "lang": "fi", "origin": "real/wmt16_fi" if fi else "none",
+                   "truth": {"inject": "other_language"}}
             if not fi:
                 continue
         elif r < 0.28:
             base = next(bases)
             lines = BOILERPLATE_EN if base["lang"] == "en" else BOILERPLATE_ZH
-            rec = {**base, "text": base["text"] + "\n" + "\n".join(rng.sample(lines, 3)), "truth": {"inject": "boilerplate_lines"}}
+            rec = {**base, "text": base["text"] + "\n" + "\n".join(rng.sample(lines, 3)),
+                   "truth": {"inject": "boilerplate_lines"}}
         else:
             rec = {**next(bases), "truth": {"inject": "none"}}
         rec["pii"] = []

@@ -58,7 +58,8 @@ def main() -> None:
         false_pos += [(k, text[s:e], rec["origin"]) for k, s, e in got - truth]
 
     control = control_texts(args.seed, args.control)
-    control_hits = {name: [(s.kind, t[s.start : s.end]) for t in texts for s in find(t)] for name, texts in control.items()}
+    control_hits = {name: [(s.kind, t[s.start : s.end]) for t in texts for s in find(t)]
+                    for name, texts in control.items()}
     per_kind = {k: {"planted": planted[k], "found": found[k], "correct": hit[k],
                     "recall": round(hit[k] / max(planted[k], 1), 4), "precision": round(hit[k] / max(found[k], 1), 4)}
                 for k in KINDS}

@@ -105,7 +105,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/clean_bench"))
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("overrides", nargs="*", help="config overrides for clean, after --, e.g. -- --gopher.cjk_words chars")
+    ap.add_argument("overrides", nargs="*",
+                    help="config overrides for clean, after --, e.g. -- --gopher.cjk_words chars")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     corpus = args.work / f"corpus_{args.mb:g}mb.jsonl"

@@ -40,7 +40,8 @@ def build(cls: type[T], values: dict[str, Any] | None = None, source: str = "con
     kwargs = {}
     for key, value in values.items():
         if key not in fields:
-            raise LmstackError(f"{source}: unknown config key '{key}' for {cls.__name__}; valid keys: {', '.join(fields)}")
+            raise LmstackError(f"{source}: unknown config key '{key}' for {cls.__name__}; "
+                               f"valid keys: {', '.join(fields)}")
         kwargs[key] = coerce(value, hints[key], f"{source}: {key}")
     try:
         return cls(**kwargs)

@@ -23,7 +23,8 @@ def test_nested_yaml_and_overrides(tmp_path):
     kwargs = parse_args(train, ["--config", str(tmp_path / "c.yaml"), "--model.n_layer", "3", "--lr=0.01",
                                 "--resume"], "lmstack train")
     cfg = kwargs["cfg"]
-    assert (cfg.batch_size, cfg.model.n_layer, cfg.model.family, cfg.lr, kwargs["resume"]) == (4, 3, "llama", 0.01, True)
+    assert ((cfg.batch_size, cfg.model.n_layer, cfg.model.family, cfg.lr, kwargs["resume"])
+            == (4, 3, "llama", 0.01, True))
 
 
 def test_unknown_key_is_named_with_the_valid_ones():

@@ -104,7 +104,8 @@ def _function_call(value: str, i: int) -> dict:
         call = json.loads(value) if isinstance(value, str) else value
         return {"type": "function", "function": {"name": call["name"], "arguments": call.get("arguments", {})}}
     except (json.JSONDecodeError, KeyError, TypeError):
-        raise LmstackError(f"conversations[{i}]: a function_call value must be JSON with 'name' and 'arguments'") from None
+        raise LmstackError(f"conversations[{i}]: a function_call value must be JSON with "
+                           "'name' and 'arguments'") from None
 
 
 def _tools(tools) -> list[dict] | None:

@@ -9,14 +9,14 @@ Inputs are .txt and .jsonl files, or folders searched recursively for them (sort
 * ``.jsonl``: one JSON object per line with a string ``text`` field (the output of ``lmstack clean``).
   Blank lines and empty texts are skipped.
 
-Every document is followed by the eos token; special-token strings inside a text are encoded as plain
-text, so a document that happens to contain "<|eos|>" cannot fake a boundary (``--chat-markup`` makes the
-chat template's turn markers ``<|im_start|>``/``<|im_end|>`` special tokens, for corpora with chat text). A document goes to the
-validation split when a keyed hash of its bytes falls under ``val_fraction``: reproducible, independent of
-file order, and exact duplicates never straddle train and val. Tokens go to ``{split}_NNN.bin`` (raw ``uint16`` when the vocabulary fits, else
-``uint32``), written under temp names and renamed at the end; ``manifest.json`` is written last, so a
-folder with a manifest is always complete. Nothing holds the corpus in memory: files are read line by line
-and encoded in ~1 MB batches.
+Every document is followed by the eos token; special-token strings inside a text are encoded as plain text, so
+a document that happens to contain "<|eos|>" cannot fake a boundary (``--chat-markup`` makes the chat
+template's turn markers ``<|im_start|>``/``<|im_end|>`` special tokens, for corpora with chat text). A
+document goes to the validation split when a keyed hash of its bytes falls under ``val_fraction``:
+reproducible, independent of file order, and exact duplicates never straddle train and val. Tokens go to
+``{split}_NNN.bin`` (raw ``uint16`` when the vocabulary fits, else ``uint32``), written under temp names and
+renamed at the end; ``manifest.json`` is written last, so a folder with a manifest is always complete. Nothing
+holds the corpus in memory: files are read line by line and encoded in ~1 MB batches.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ class TokenShards:
         self.manifest = read_json(self.directory / "manifest.json")
         where = self.directory / "manifest.json"
         if split not in self.manifest.get("splits", {}):
-            raise LmstackError(f"{where}: no split '{split}' (expected one of {', '.join(self.manifest.get('splits', {}))})")
+            raise LmstackError(f"{where}: no split '{split}' "
+                               f"(expected one of {', '.join(self.manifest.get('splits', {}))})")
         if tokenizer_sha256 is not None and tokenizer_sha256 != self.manifest["tokenizer_sha256"]:
             raise LmstackError(f"{self.directory}: shards were made with another tokenizer (sha256 "
                                f"{self.manifest['tokenizer_sha256'][:12]}…, this one is {tokenizer_sha256[:12]}…); "

@@ -19,7 +19,8 @@ def test_alpaca_with_input_system_and_history():
 
 def test_sharegpt_with_function_call_and_observation():
     c = to_conversation({"conversations": [
-        {"from": "human", "value": "2+2?"}, {"from": "function_call", "value": '{"name": "calc", "arguments": {"e": "2+2"}}'},
+        {"from": "human", "value": "2+2?"},
+        {"from": "function_call", "value": '{"name": "calc", "arguments": {"e": "2+2"}}'},
         {"from": "observation", "value": "4"}, {"from": "gpt", "value": "4"}], "tools": '[{"name": "calc"}]'})
     assert [m["role"] for m in c["messages"]] == ["user", "assistant", "tool", "assistant"]
     assert c["messages"][1]["tool_calls"][0]["function"] == {"name": "calc", "arguments": {"e": "2+2"}}

@@ -124,7 +124,8 @@ def test_shards_left_by_a_larger_earlier_run_are_removed(corpus_jsonl, tmp_path)
         ("blank.jsonl", b"\n  \n", "blank.jsonl: no documents"),
         ("latin1.txt", "ok\ncafé\n".encode("latin-1"), "latin1.txt: not valid UTF-8 at byte 6 (line 2)"),
         ("broken.jsonl", b'{"text": "a"}\n{"text": \n', "broken.jsonl:2: not valid JSON"),
-        ("notext.jsonl", b'{"text": "a"}\n\n{"body": "b"}\n', 'notext.jsonl:3: expected a JSON object with a string "text"'),
+        ("notext.jsonl", b'{"text": "a"}\n\n{"body": "b"}\n',
+         'notext.jsonl:3: expected a JSON object with a string "text"'),
         ("list.jsonl", b'["text"]\n', "list.jsonl:1: expected a JSON object"),
         ("data.csv", b"a,b\n", "data.csv: expected a .txt or .jsonl file"),
     ],
@@ -154,7 +155,8 @@ def test_missing_paths_and_empty_folders_and_bad_options(tmp_path, corpus_jsonl)
 
 
 def test_cli(corpus_jsonl, tmp_path, capsys):
-    main(["prepare", str(corpus_jsonl), "--out", str(tmp_path), "--tokenizer", "char", "--val-fraction", "0.2", "--json"])
+    main(["prepare", str(corpus_jsonl), "--out", str(tmp_path), "--tokenizer", "char", "--val-fraction", "0.2",
+          "--json"])
     result = json.loads(capsys.readouterr().out)
     assert result["val_tokens"] == manifest(tmp_path)["splits"]["val"]["tokens"] > 0
 

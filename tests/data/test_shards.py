@@ -27,7 +27,8 @@ def test_reads_across_shard_boundaries(prepared):
     shards = TokenShards(prepared)
     assert len(shards.shards) > 1
     boundary = len(shards.shards[0])
-    np.testing.assert_array_equal(shards.tokens(boundary - 5, boundary + 7), all_tokens(shards)[boundary - 5:boundary + 7])
+    np.testing.assert_array_equal(shards.tokens(boundary - 5, boundary + 7),
+                                  all_tokens(shards)[boundary - 5:boundary + 7])
 
 
 def test_batch_is_random_windows_shifted_by_one(prepared):

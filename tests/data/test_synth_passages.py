@@ -35,7 +35,9 @@ def test_passages_and_questions_come_in_both_languages_with_some_unanswerable():
 
 def test_held_out_questions_ask_facts_no_training_question_asked():
     splits = records()
-    fact = lambda r: r["id"].rsplit("-", 1)[0]  # "person-03-en-home-1" -> the (passage, fact) group
+    def fact(r):
+        return r["id"].rsplit("-", 1)[0]  # "person-03-en-home-1" -> the (passage, fact) group
+
     assert not {fact(r) for r in splits["train"]} & {fact(r) for r in splits["test"]}
     assert not {r["question"] for r in splits["train"]} & {r["question"] for r in splits["test"]}
 

@@ -103,8 +103,8 @@ def test_transformers_loads_our_files_with_the_same_ids(tok, tmp_path):
     fast = transformers.PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tokenizer.json"))
     assert (auto.pad_token_id, auto.bos_token_id, auto.eos_token_id) == (tok.pad_id, tok.bos_id, tok.eos_id)
     assert len(auto) == tok.vocab_size
-    for text in ["Mira Castell lives in Bellhaven. Her pet is a grey cat named Pim.", "米拉住在贝尔港。她是一名面包师。",
-                 " spaces  and\nnew lines\t😀 <|eos|> end"]:
+    for text in ["Mira Castell lives in Bellhaven. Her pet is a grey cat named Pim.",
+                 "米拉住在贝尔港。她是一名面包师。", " spaces  and\nnew lines\t😀 <|eos|> end"]:
         ids = tok.encode(text)
         assert auto.encode(text) == fast.encode(text) == ids
         assert auto.decode(ids) == tok.decode(ids) == text
@@ -174,5 +174,6 @@ def test_padding_and_truncation_carried_in_a_tokenizer_json_are_dropped(tmp_path
     tok.backend.enable_truncation(max_length=4)
     tok.save(tmp_path)
     loaded = Tokenizer.load(tmp_path)
-    assert loaded.encode("hello world, 你好") == train_bpe(["hello world, 你好"] * 20, vocab_size=300).encode("hello world, 你好")
+    assert (loaded.encode("hello world, 你好")
+            == train_bpe(["hello world, 你好"] * 20, vocab_size=300).encode("hello world, 你好"))
     assert loaded.encode_with_offsets("hello")[0] == loaded.encode("hello")

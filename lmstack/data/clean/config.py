@@ -49,7 +49,8 @@ class GopherConfig:
     min_alpha_words: float = 0.8  # share of words with at least one letter
     min_stop_words: int = 2
     stop_words: list[str] = field(default_factory=lambda: ["the", "be", "to", "of", "and", "that", "have", "with"])
-    stop_words_zh: list[str] = field(default_factory=lambda: ["的", "了", "是", "在", "和", "也", "就", "都", "而", "之", "其", "以", "与", "不"])
+    stop_words_zh: list[str] = field(default_factory=lambda: ["的", "了", "是", "在", "和", "也", "就", "都",
+                                                              "而", "之", "其", "以", "与", "不"])
     max_dup_line_frac: float = 0.30
     max_dup_para_frac: float = 0.30
     max_dup_line_chars: float = 0.20

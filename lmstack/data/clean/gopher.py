@@ -37,7 +37,8 @@ def dup_paragraphs(w: Words, cfg: GopherConfig) -> str | None:
 
 def dup_line_chars(w: Words, cfg: GopherConfig) -> str | None:
     _, chars = _duplicates([line for line in w.lines if line.strip()], len(w.text))
-    return f"characters in duplicate lines {chars:.3f} > {cfg.max_dup_line_chars}" if chars > cfg.max_dup_line_chars else None
+    return (f"characters in duplicate lines {chars:.3f} > {cfg.max_dup_line_chars}"
+            if chars > cfg.max_dup_line_chars else None)
 
 
 def dup_paragraph_chars(w: Words, cfg: GopherConfig) -> str | None:

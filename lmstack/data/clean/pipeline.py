@@ -42,7 +42,8 @@ RULES = ("langid.keep", *gopher.REPETITION, *gopher.QUALITY, *c4.BEFORE_LINES, *
 Failure = tuple[str, str]  # (rule, detail)
 
 
-def clean(inputs: list[str], out: Path | None = None, config: CleanConfig | None = None, overwrite: bool = False) -> dict[str, Any]:
+def clean(inputs: list[str], out: Path | None = None, config: CleanConfig | None = None,
+          overwrite: bool = False) -> dict[str, Any]:
     """Filter, deduplicate and scrub a raw corpus into .jsonl shards that `lmstack prepare` reads.
     Settings: --config FILE.yaml (lmstack/configs/clean.yaml documents every key) and --section.key value,
     e.g. --dedup.threshold 0.7 --disable c4.terminal_punct,gopher.stop_words --workers 2.
@@ -93,7 +94,8 @@ def clean(inputs: list[str], out: Path | None = None, config: CleanConfig | None
         "removed": {s: v["docs_in"] - v["docs_out"] for s, v in report["stages"].items()}, "pii": report["pii"],
         "bad_records": report["input"].get("bad_record_count", 0),
         "undecodable_bytes": report["input"].get("undecodable_bytes", 0),
-        **{k: meta[k] for k in ("tasks_resumed", "seconds", "docs_per_s", "mb_per_s")}, "report": str(out / "report.md"),
+        **{k: meta[k] for k in ("tasks_resumed", "seconds", "docs_per_s", "mb_per_s")},
+        "report": str(out / "report.md"),
     }
 
 

@@ -24,7 +24,8 @@ def _snippet(text: str) -> str:
 class Stats:
     def __init__(self, examples: int = 3, data: dict[str, Any] | None = None):
         self.caps = {**_CAPS, "examples": examples}
-        self.data: dict[str, Any] = data or {"stages": {}, "rules": {}, "lines": {}, "pii": {}, "langs": {}, "input": {}}
+        self.data: dict[str, Any] = data or {"stages": {}, "rules": {}, "lines": {}, "pii": {}, "langs": {},
+                                             "input": {}}
 
     def enter(self, stage: str, chars: int) -> None:
         s = self.data["stages"].setdefault(stage, {"docs_in": 0, "chars_in": 0, "docs_out": 0, "chars_out": 0})
@@ -114,11 +115,14 @@ def render_markdown(r: dict[str, Any]) -> str:
     lines += ["", "## Documents removed, by rule", "", "| rule | docs | chars | example |", "|---|---:|---:|---|"]
     for name, rule in r["rules"].items():
         ex = rule["examples"][0] if rule["examples"] else {"detail": "", "text": ""}
-        lines.append(f"| {name} | {rule['docs']:,} | {rule['chars']:,} | {_cell(ex['detail'])}: {_cell(ex['text'][:80])} |")
+        lines.append(f"| {name} | {rule['docs']:,} | {rule['chars']:,} | "
+                     f"{_cell(ex['detail'])}: {_cell(ex['text'][:80])} |")
     if r["line_rules"]:
-        lines += ["", "## Lines removed (the document is kept)", "", "| rule | lines | chars | example |", "|---|---:|---:|---|"]
+        lines += ["", "## Lines removed (the document is kept)", "", "| rule | lines | chars | example |",
+                  "|---|---:|---:|---|"]
         for name, rule in sorted(r["line_rules"].items(), key=lambda kv: -kv[1]["lines"]):
-            lines.append(f"| {name} | {rule['lines']:,} | {rule['chars']:,} | {_cell((rule['examples'] or [''])[0][:80])} |")
+            lines.append(f"| {name} | {rule['lines']:,} | {rule['chars']:,} | "
+                         f"{_cell((rule['examples'] or [''])[0][:80])} |")
     lines += ["", "## Personal data replaced", "", "| kind | count |", "|---|---:|"]
     lines += [f"| {k} | {n:,} |" for k, n in sorted(r["pii"].items(), key=lambda kv: -kv[1])] or ["| (none) | 0 |"]
     d = r["dedup"]
@@ -133,7 +137,8 @@ def render_markdown(r: dict[str, Any]) -> str:
               f"{inp.get('bad_record_count', 0):,} records skipped; {len(inp.get('empty_files', [])):,} empty files."]
     lines += [f"- {b['file']} line {b['line']}: {b['error']}" for b in inp.get("bad_records", [])[:10]]
     if "seconds" in r:
-        lines += ["", f"Took {r['seconds']:.1f} s ({r.get('docs_per_s', 0):,.0f} documents/s, {r.get('mb_per_s', 0):.2f} MB/s)."]
+        lines += ["", f"Took {r['seconds']:.1f} s ({r.get('docs_per_s', 0):,.0f} documents/s, "
+                      f"{r.get('mb_per_s', 0):.2f} MB/s)."]
     return "\n".join(lines) + "\n"
 
 

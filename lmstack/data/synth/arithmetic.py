@@ -22,7 +22,8 @@ def add(a: int, b: int, lang: str) -> str:
         return (f"What is {a} + {b}?\nFirst add the ones: {a % 10} + {b % 10} = {ones}."
                 + (f" Write {ones % 10} and carry 1." if carry else "")
                 + f" Then add the tens: {a // 10} + {b // 10}{plus1} = {tens}. So {a} + {b} = {a + b}.")
-    return (f"{a} + {b} 等于多少？\n先算个位：{a % 10} + {b % 10} = {ones}" + (f"，写 {ones % 10} 进 1" if carry else "")
+    return (f"{a} + {b} 等于多少？\n先算个位：{a % 10} + {b % 10} = {ones}"
+            + (f"，写 {ones % 10} 进 1" if carry else "")
             + f"。再算十位：{a // 10} + {b // 10}{plus1} = {tens}。所以 {a} + {b} = {a + b}。")
 
 
@@ -50,7 +51,8 @@ def multiply(a: int, b: int, lang: str) -> str:
 
 def table_fact(a: int, b: int, op: str, lang: str) -> str:
     c = a + b if op == "+" else a * b
-    return f"What is {a} {op} {b}? {a} {op} {b} = {c}." if lang == "en" else f"{a} {op} {b} 等于多少？{a} {op} {b} = {c}。"
+    return (f"What is {a} {op} {b}? {a} {op} {b} = {c}." if lang == "en"
+            else f"{a} {op} {b} 等于多少？{a} {op} {b} = {c}。")
 
 
 def word_problem(world: World, rng: random.Random, lang: str) -> str:
@@ -65,7 +67,8 @@ def word_problem(world: World, rng: random.Random, lang: str) -> str:
         if lang == "en":
             return (f"{name} has {a} {it}. {S} buys {b} more. How many {it} does {s} have now?\n"
                     f"{a} + {b} = {a + b}. {S} has {a + b} {it} now.")
-        return f"{name}有{a}{m}{it}，又买了{b}{m}。{s}现在有多少{m}{it}？\n{a} + {b} = {a + b}。{s}现在有{a + b}{m}{it}。"
+        return (f"{name}有{a}{m}{it}，又买了{b}{m}。{s}现在有多少{m}{it}？\n"
+                f"{a} + {b} = {a + b}。{s}现在有{a + b}{m}{it}。")
     a += b
     if lang == "en":
         return (f"{name} has {a} {it} and gives {b} to {friend}. How many {it} does {s} have left?\n"

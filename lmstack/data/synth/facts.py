@@ -21,7 +21,8 @@ PERSON_FACTS = {
         ("{S} has {a_colour} {species} called {pet}.", "{S}养了一{measure}{colour}的{species}，叫{pet}。"),
     ],
     "nopet": [("{S} has no pets.", "{S}没有养宠物。")],
-    "hobby": [("In {p} free time, {s} likes {hobby}.", "{S}空闲时喜欢{hobby}。"), ("{S} enjoys {hobby}.", "{S}很喜欢{hobby}。")],
+    "hobby": [("In {p} free time, {s} likes {hobby}.", "{S}空闲时喜欢{hobby}。"),
+              ("{S} enjoys {hobby}.", "{S}很喜欢{hobby}。")],
     "food": [("{P} favourite food is {food}.", "{S}最喜欢吃{food}。")],
     "friend": [("{P} best friend is {friend}.", "{S}最好的朋友是{friend}。")],
 }

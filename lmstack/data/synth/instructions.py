@@ -25,7 +25,8 @@ SYSTEM_WAITER = {"en": "You are the waiter at {r}. Take the order and work out t
 
 def arithmetic_task(world: World, rng: random.Random, lang: str) -> tuple[str, str]:
     op = rng.choice((add, subtract, multiply))
-    a, b = (rng.randint(10, 99), rng.randint(10, 99)) if op is not multiply else (rng.randint(11, 99), rng.randint(2, 9))
+    a, b = ((rng.randint(10, 99), rng.randint(10, 99)) if op is not multiply
+            else (rng.randint(11, 99), rng.randint(2, 9)))
     a, b = (max(a, b), min(a, b)) if op is subtract else (a, b)
     question, worked = op(a, b, lang).split("\n", 1)
     return question, worked
@@ -52,7 +53,8 @@ def ordering(world: World, rng: random.Random, lang: str) -> list[dict]:
     messages = [{"role": "system", "content": SYSTEM_WAITER[lang].format(r=r.name(lang))}]
     if rng.random() < 0.4:
         d = rng.choice(r.dishes)
-        messages += [{"role": "user", "content": f"How much is the {d.name.en}?" if lang == "en" else f"{d.name.zh}多少钱？"},
+        messages += [{"role": "user", "content": f"How much is the {d.name.en}?" if lang == "en"
+                      else f"{d.name.zh}多少钱？"},
                      {"role": "assistant", "content": f"The {d.name.en} is {dollars(d.price)}." if lang == "en"
                       else f"{d.name.zh}{d.price}元。"}]
     if lang == "en":

@@ -19,7 +19,8 @@ def menu_text(r: Restaurant, lang: str) -> str:
     for course, titles in COURSES.items():
         lines.append(titles[0] + ":" if lang == "en" else titles[1] + "：")
         for d in (d for d in r.dishes if d.course == course):
-            lines.append(f"- {d.name.en.capitalize()}: {dollars(d.price)}" if lang == "en" else f"- {d.name.zh}：{d.price}元")
+            lines.append(f"- {d.name.en.capitalize()}: {dollars(d.price)}" if lang == "en"
+                         else f"- {d.name.zh}：{d.price}元")
     return "\n".join(lines)
 
 
@@ -40,9 +41,11 @@ def dialogue(r: Restaurant, person: Person, order: list[tuple[Dish, int]], asked
     if lang == "en":
         lines = [f"Waiter: Welcome to {r.name.en}! What would you like?"]
         if asked:
-            lines += [f"{who}: How much is the {asked.name.en}?", f"Waiter: The {asked.name.en} is {dollars(asked.price)}."]
+            lines += [f"{who}: How much is the {asked.name.en}?",
+                      f"Waiter: The {asked.name.en} is {dollars(asked.price)}."]
         lines += [f"{who}: I would like {phrase}, please.",
-                  f"Waiter: {phrase[0].upper() + phrase[1:]}. That comes to {bill} {'dollar' if total == 1 else 'dollars'}.",
+                  f"Waiter: {phrase[0].upper() + phrase[1:]}. That comes to {bill} "
+                  f"{'dollar' if total == 1 else 'dollars'}.",
                   f"{who}: Here are {dollars(pay)}.",
                   f"Waiter: Your change is {pay} - {total} = {dollars(pay - total)}. Thank you!"]
     else:

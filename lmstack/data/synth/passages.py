@@ -111,7 +111,8 @@ def price_text(dish: Dish, lang: str) -> str:
 def restaurant_sentences(r: Restaurant, lang: str) -> list[Sentence]:
     out = [render(RESTAURANT_FACTS["where"][lang == "zh"], {"restaurant": r.name(lang), "place": r.place.name(lang)})]
     for d in r.dishes:
-        out.append(render(RESTAURANT_FACTS["price"][lang == "zh"], {"dish": d.name(lang), "price": price_text(d, lang)}))
+        out.append(render(RESTAURANT_FACTS["price"][lang == "zh"],
+                          {"dish": d.name(lang), "price": price_text(d, lang)}))
     return out
 
 

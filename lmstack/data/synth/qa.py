@@ -97,7 +97,8 @@ def describe(world: World, rng: random.Random, lang: str) -> tuple[str, str]:
 def list_residents(world: World, rng: random.Random, lang: str) -> tuple[str, str]:
     place = rng.choice([p for p in world.places if world.residents(p)])
     names = "\n".join(f"{i}. {p.name(lang)}" for i, p in enumerate(world.residents(place), 1))
-    return (f"List the people who live in {place.name.en}.", names) if lang == "en" else (f"列出住在{place.name.zh}的人。", names)
+    return ((f"List the people who live in {place.name.en}.", names) if lang == "en"
+            else (f"列出住在{place.name.zh}的人。", names))
 
 
 def cheapest(world: World, rng: random.Random, lang: str) -> tuple[str, str]:

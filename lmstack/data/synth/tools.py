@@ -23,7 +23,8 @@ ASK = {"en": ["What is {e}?", "Calculate {e}.", "How much is {e}?", "Please work
        "zh": ["{e}等于多少？", "请计算{e}。", "{e}是多少？", "帮我算一下{e}。"]}
 RESULT = {"en": "{e} = {r}.", "zh": "{e} = {r}。"}
 TOPIC = {"home": ("home", "住在哪里"), "job": ("job", "工作"), "age": ("age", "年龄"), "pet": ("pet", "宠物"),
-         "hobby": ("hobby", "爱好"), "food": ("favourite food", "最喜欢的食物"), "friend": ("best friend", "最好的朋友"),
+         "hobby": ("hobby", "爱好"), "food": ("favourite food", "最喜欢的食物"),
+         "friend": ("best friend", "最好的朋友"),
          "landmark": ("known for", "以什么闻名"), "population": ("population", "人口"),
          "residents": ("residents", "居民"), "restaurant": ("restaurant", "餐厅")}
 DIRECT = {"en": ["Hello!", "Hi, who are you?", "Thank you!"], "zh": ["你好！", "你是谁？", "谢谢你！"]}

@@ -346,4 +346,5 @@ def _menu(rng: random.Random) -> tuple[Dish, ...]:
     mains = [d for d in DISHES if d[2] == "main"]
     others = [d for d in DISHES if d[2] != "main"]
     chosen = rng.sample(mains, 5) + rng.sample(others, 3)
-    return tuple(Dish(name, plural, course, max(1, price + rng.randint(-1, 2))) for name, plural, course, price in chosen)
+    return tuple(Dish(name, plural, course, max(1, price + rng.randint(-1, 2)))
+                 for name, plural, course, price in chosen)

@@ -31,7 +31,8 @@ FOUND = [
     ("token ghp_abcdefghijklmnopqrstuvwxyz0123456789 leaked", "secret", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
     ("password = hunter22x", "secret", "hunter22x"),
     ('api_key: "AbCdEf1234567890"', "secret", "AbCdEf1234567890"),
-    ("密钥是xoxb-123456789012-abcdefghijklmnopqrstuvwx，请勿外泄。", "secret", "xoxb-123456789012-abcdefghijklmnopqrstuvwx"),
+    ("密钥是xoxb-123456789012-abcdefghijklmnopqrstuvwx，请勿外泄。", "secret",
+     "xoxb-123456789012-abcdefghijklmnopqrstuvwx"),
 ]
 
 

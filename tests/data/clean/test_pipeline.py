@@ -16,21 +16,25 @@ from lmstack.errors import LmstackError
 NOUNS = "river town bridge farmer trader family road city garden teacher market harbour village forest".split()
 ADJS = "old quiet busy narrow green distant bright small famous gentle".split()
 VERBS = "crossed visited painted described remembered followed repaired admired".split()
-ZH_WHO = ["老师", "农民", "商人", "孩子们", "一位渔民", "我的邻居", "那个画家", "医生", "老奶奶", "两个学生", "厨师", "船长"]
-ZH_WHERE = ["河边", "小镇上", "市场里", "花园中", "港口附近", "森林深处", "山脚下", "图书馆", "桥头", "广场上"]
-ZH_DO = ["讲了一个古老的故事", "修好了一座石桥", "种下了很多花", "和朋友们吃了午饭", "画了一幅美丽的画", "找到了一只走丢的猫",
-         "唱了一首老歌", "读完了一本厚书", "捡到了一把钥匙", "做了一锅热汤", "放飞了一只风筝", "拍了几张照片"]
+ZH_WHO = ["老师", "农民", "商人", "孩子们", "一位渔民", "我的邻居", "那个画家", "医生", "老奶奶", "两个学生",
+          "厨师", "船长"]
+ZH_WHERE = ["河边", "小镇上", "市场里", "花园中", "港口附近", "森林深处", "山脚下", "图书馆", "桥头",
+            "广场上"]
+ZH_DO = ["讲了一个古老的故事", "修好了一座石桥", "种下了很多花", "和朋友们吃了午饭", "画了一幅美丽的画",
+         "找到了一只走丢的猫", "唱了一首老歌", "读完了一本厚书", "捡到了一把钥匙", "做了一锅热汤",
+         "放飞了一只风筝", "拍了几张照片"]
 LINKS = ["long before we met", "with help from a", "as told by one", "on the way to a", "after a visit to the",
          "while it rained on a", "to the surprise of a", "and wrote about a"]
-ZH_END = ["大家都很高兴", "天气也很好", "晚上才回家", "路上遇到了朋友", "心里非常满足", "后来又去了一次", "谁也没有想到",
-          "这件事传遍了全镇"]
+ZH_END = ["大家都很高兴", "天气也很好", "晚上才回家", "路上遇到了朋友", "心里非常满足", "后来又去了一次",
+          "谁也没有想到", "这件事传遍了全镇"]
 
 
 def english(rng: random.Random, sentences: int = 8) -> str:
     out = []
     for _ in range(sentences):
         a, b, c = rng.sample(NOUNS, 3)
-        out.append(f"The {rng.choice(ADJS)} {a} {rng.choice(VERBS)} the {b} {rng.choice(LINKS)} {c} in {rng.randint(1900, 2020)}.")
+        out.append(f"The {rng.choice(ADJS)} {a} {rng.choice(VERBS)} the {b} {rng.choice(LINKS)} {c} "
+                   f"in {rng.randint(1900, 2020)}.")
     return " ".join(out[:4]) + "\n" + " ".join(out[4:])
 
 
@@ -61,8 +65,10 @@ def make_corpus(folder: Path) -> dict[str, str]:
          "gopher.word_count"),
         ({"text": " ".join(f"{w} {rng.randint(0, 999)} {rng.randint(0, 999)}" for w in english(rng).split()),
           "id": "numbers"}, "gopher.alpha_words"),
-        ({"text": "Le vieux pont de la ville a été réparé par les habitants du village. " * 6, "id": "fr"}, "langid.keep"),
-        ({"text": en[4] + "\nLorem ipsum dolor sit amet, consectetur adipiscing elit.", "id": "lorem"}, "c4.lorem_ipsum"),
+        ({"text": "Le vieux pont de la ville a été réparé par les habitants du village. " * 6, "id": "fr"},
+         "langid.keep"),
+        ({"text": en[4] + "\nLorem ipsum dolor sit amet, consectetur adipiscing elit.", "id": "lorem"},
+         "c4.lorem_ipsum"),
         ({"text": "function f() { return 1; }\n" + english(rng), "id": "code"}, "c4.curly_brace"),
         ({"text": "\u200b \x00 ", "id": "blank"}, "normalize.empty"),
         ({"text": english(rng).replace(". ", "\n").replace(".", ""), "id": "no-punct"}, "c4.empty"),
@@ -75,7 +81,9 @@ def make_corpus(folder: Path) -> dict[str, str]:
 
 
 def outputs(out: Path) -> tuple[list[dict], list[dict]]:
-    read = lambda paths: [json.loads(line) for p in sorted(paths) for line in p.read_text(encoding="utf-8").splitlines()]  # noqa: E731
+    def read(paths):
+        return [json.loads(line) for p in sorted(paths) for line in p.read_text(encoding="utf-8").splitlines()]
+
     return read(out.glob("shard-*.jsonl")), read((out / "removed").glob("shard-*.jsonl"))
 
 
@@ -195,7 +203,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
         assert resumed[key] == reference[key]
     assert outputs(tmp_path / "out") == outputs(tmp_path / "ref")
     again = clean([str(tmp_path / "corpus.jsonl")], tmp_path / "out", cfg)  # finished: nothing left to do
-    assert again["tasks_resumed"] == reference_tasks(tmp_path / "ref") and again["documents_out"] == reference["documents_out"]
+    assert (again["tasks_resumed"] == reference_tasks(tmp_path / "ref")
+            and again["documents_out"] == reference["documents_out"])
     clean([str(tmp_path / "corpus.jsonl")], tmp_path / "out", CleanConfig(workers=1), overwrite=True)
 
 
