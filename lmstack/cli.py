@@ -21,6 +21,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable
 
+from lmstack.config import build, coerce, load_yaml, merge, nest
 from lmstack.errors import LmstackError
 
 # name -> (module:function, one-line summary). Imported lazily so `lmstack --help` stays instant.
@@ -118,8 +119,6 @@ def _resolve(target: str) -> Callable[..., Any]:
 
 def parse_args(fn: Callable[..., Any], argv: list[str], prog: str) -> dict[str, Any]:
     """Build an argparse parser from ``fn``'s signature and parse ``argv`` into its keyword arguments."""
-    from lmstack.config import build, coerce, load_yaml, merge, nest
-
     hints = typing.get_type_hints(fn)
     docs = _param_docs(fn)
     parser = argparse.ArgumentParser(prog=prog, description=(inspect.getdoc(fn) or "").split("\n\n")[0],
