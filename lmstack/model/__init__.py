@@ -2,8 +2,8 @@
 
 from lmstack.model.blocks import KVCache
 from lmstack.model.config import PRESETS, ModelConfig, preset
-from lmstack.model.families import build_model, linear_slices
 from lmstack.model.families import bert, gpt2, llama  # noqa: F401  (the built-in families register themselves)
+from lmstack.model.families import build_model, linear_slices
 from lmstack.model.transformer import Transformer
 
 __all__ = ["KVCache", "ModelConfig", "PRESETS", "Transformer", "build_model", "linear_slices", "preset"]
