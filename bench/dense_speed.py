@@ -23,10 +23,10 @@ import transformers
 
 from lmstack.text.tokenizer import train_bpe
 from lmstack.model import preset
-from lmstack.model.encoder import build_encoder
 from lmstack.model.encoder_text import encode_pairs
+from lmstack.model.families.bert import build_encoder
 from lmstack.model.heads import pool
-from lmstack.model.hf_bert import save_encoder
+from lmstack.model.hf import save_model
 from lmstack.retrieval.dual_encoder import DualEncoder
 
 WORDS = "the a river city king trade salt north bridge market old stone tower harbour winter festival".split()
@@ -50,7 +50,7 @@ def main() -> None:
     tok = train_bpe(texts, vocab_size=600)
     ours = build_encoder(preset("bert-mini", vocab_size=tok.vocab_size)).eval()
     with tempfile.TemporaryDirectory() as tmp:
-        save_encoder(ours, tmp)
+        save_model(ours, tmp)
         theirs = transformers.BertModel.from_pretrained(tmp, add_pooling_layer=False).eval()
     dual = DualEncoder(ours, tok, pooling="mean", max_len=args.max_len)
     batches = [encode_pairs(tok, texts[i:i + args.batch], max_len=args.max_len)

@@ -4,8 +4,8 @@ A frozen linear layer W gains a trainable update of rank r: ``y = W x + (alpha /
 [r, in] random and B [out, r] zero, so training starts from the base model exactly. After training the update
 can be merged into W (``merge``: no extra cost at inference) and taken out again (``unmerge``).
 
-Layers are chosen by their Hugging Face names (``q_proj``, ``v_proj``, ``c_attn``, ... or ``all-linear``), as
-peft chooses them. Our fused q/k/v and gate/up layers carry one (A, B) pair per Hugging Face layer, acting on
+Layers are chosen by their Hugging Face names (``q_proj``, ``v_proj``, ``c_attn``, BERT's ``query``, ... or
+``all-linear``), as peft chooses them; the model's family says which layer is which (``linear_slices``). Our fused q/k/v and gate/up layers carry one (A, B) pair per Hugging Face layer, acting on
 its rows, so the saved adapter is exactly peft's layout and loads onto the exported model with peft.
 """
 
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from lmstack.errors import LmstackError
-from lmstack.model.hf import LinearSlice, linear_slices
+from lmstack.model.families import LinearSlice, family_of, linear_slices
 
 PEFT_PREFIX = "base_model.model."
 
@@ -134,9 +134,10 @@ class LoRA:
                     target.copy_(tensors[key])
 
     def peft_config(self, model: nn.Module) -> dict:
-        """adapter_config.json as peft writes it for a causal LM; targets are the full module names."""
+        """adapter_config.json as peft writes it for the model's task (a causal LM, an encoder's features);
+        targets are the full module names."""
         slices = self.select(model)
-        return {"peft_type": self.peft_type, "task_type": "CAUSAL_LM", "r": self.r, "lora_alpha": self.alpha,
+        return {"peft_type": self.peft_type, "task_type": family_of(model).peft_task_type, "r": self.r, "lora_alpha": self.alpha,
                 "lora_dropout": self.dropout, "target_modules": sorted({s.hf_module for s in slices}),
                 "fan_in_fan_out": slices[0].transposed, "bias": "none", "modules_to_save": None,
                 "init_lora_weights": True, "use_rslora": False, "use_dora": False, "inference_mode": True}

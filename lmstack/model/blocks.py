@@ -1,7 +1,8 @@
-"""The building blocks of a decoder-only Transformer: norms, positions, attention, MLPs, the KV cache.
+"""The building blocks of a Transformer: norms, positions, attention, MLPs, residual blocks, the KV cache.
 
-Variants (LayerNorm vs RMSNorm, GELU MLP vs SwiGLU, learned positions vs RoPE) are separate classes chosen
-by ``builder.py`` when the model is built, so no ``forward`` branches on the model family.
+Variants (LayerNorm vs RMSNorm, GELU MLP vs SwiGLU, learned positions vs RoPE, pre- vs post-norm) are separate
+classes chosen by each family's builder (``lmstack.model.families``) when the model is built, so no
+``forward`` branches on the model family.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class Attention(nn.Module):
         self.rope = rope
         self.causal = causal
         self.dropout = config.dropout
+        self.maps: list[torch.Tensor] | None = None  # set by ``attention_maps``: record the probabilities there
 
     def forward(self, x, rope_cs, cache: KVCache | None, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
         B, T, _ = x.shape
@@ -127,16 +129,34 @@ class Attention(nn.Module):
         y = self._attend(q, k, v, mask, T)
         return self.proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
 
-
     def _attend(self, q, k, v, mask: torch.Tensor | None, T: int) -> torch.Tensor:
         if q.is_cpu and torch.is_autocast_enabled("cpu"):
             # Under CPU autocast only the matmuls should drop to bf16: the CPU flash-attention kernel's bf16
             # backward is ~6x slower than its fp32 one (torch 2.13), so attention runs in fp32 here.
             with torch.autocast("cpu", enabled=False):
                 return self._attend(q.float(), k.float(), v.float(), mask, T)
+        if self.maps is not None:
+            return self._attend_explicitly(q, k, v, mask, T)
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=self.causal and mask is None and T > 1,
             dropout_p=self.dropout if self.training else 0.0, enable_gqa=self.n_kv_head != self.n_head)
+
+    def _attend_explicitly(self, q, k, v, mask: torch.Tensor | None, T: int) -> torch.Tensor:
+        """softmax(Q K^T / sqrt(d) + mask) V written out (Vaswani et al. 2017, eq. 1), the same function as the
+        SDPA call, appending the probabilities [B, H, T, S] to ``self.maps``. A query that may see no key at all
+        (left padding) attends to nothing, as SDPA has it: its row is zeros."""
+        if self.n_kv_head != self.n_head:  # grouped-query: query head h reads kv head h // (n_head / n_kv_head)
+            k, v = (t.repeat_interleave(self.n_head // self.n_kv_head, dim=1) for t in (k, v))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+        if mask is None and self.causal and T > 1:  # SDPA's is_causal: the queries are the first T positions
+            mask = torch.ones(T, k.size(2), dtype=torch.bool, device=q.device).tril()
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        if mask is not None:
+            probs = probs.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
+        self.maps.append(probs)
+        return F.dropout(probs, self.dropout, self.training) @ v
 
 
 _ACTIVATIONS = {
@@ -184,6 +204,20 @@ class Block(nn.Module):
     def forward(self, x, rope_cs, cache: KVCache | None, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
         x = x + self.drop(self.attn(self.norm1(x), rope_cs, cache, layer, mask))
         return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class PostNormBlock(nn.Module):
+    """Post-norm residual block, as BERT keeps it: x = norm1(x + attn(x)); x = norm2(x + mlp(x)) (Vaswani et al.
+    2017); its attention is built bidirectional (``causal=False``), the mask only hiding padding keys."""
+
+    def __init__(self, attn: Attention, mlp: nn.Module, norm1: nn.Module, norm2: nn.Module, dropout: float):
+        super().__init__()
+        self.attn, self.norm1, self.mlp, self.norm2 = attn, norm1, mlp, norm2
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = self.norm1(x + self.drop(self.attn(x, None, None, 0, mask)))
+        return self.norm2(x + self.drop(self.mlp(x)))
 
 
 def init_weights(module: nn.Module, n_layer: int) -> None:

@@ -1,10 +1,11 @@
-"""``ModelConfig``: every hyperparameter of a decoder-only Transformer, plus named presets.
+"""``ModelConfig``: every hyperparameter of a Transformer, plus named presets.
 
-Two families are built from the same blocks (see ``builder.py``):
+``family`` names a registered model family (``lmstack.model.families``), each built from the shared blocks:
 - ``gpt2``: learned positions, LayerNorm, GELU MLP, biases, tied embeddings (Radford et al. 2019).
-- ``llama``: rotary positions, RMSNorm, SwiGLU MLP, grouped-query attention (Touvron et al. 2023).
-- ``bert``: a bidirectional encoder, post-norm, learned positions + token types (Devlin et al. 2019), built by
-  ``lmstack.model.encoder`` (``block_size`` is BERT's max_position_embeddings).
+- ``llama``: rotary positions, RMSNorm, SwiGLU MLP, grouped-query attention (Touvron et al. 2023); also
+  Mistral and Qwen2 checkpoints.
+- ``bert``: a bidirectional encoder, post-norm, learned positions + token types (Devlin et al. 2019)
+  (``block_size`` is BERT's max_position_embeddings).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lmstack.errors import LmstackError
+from lmstack.model.families.registry import get_family
 
 
 @dataclass
 class ModelConfig:
-    family: Literal["gpt2", "llama", "bert"] = "gpt2"
+    family: str = "gpt2"  # a registered family: gpt2, llama, bert, ...
     vocab_size: int = 4096
     block_size: int = 256  # the context length: learned positions / RoPE table size
     n_layer: int = 4
@@ -26,7 +28,7 @@ class ModelConfig:
     n_kv_head: int | None = None  # None: = n_head (multi-head); fewer: grouped-query attention
     n_embd: int = 128
     head_dim: int | None = None  # None: n_embd // n_head
-    intermediate_size: int | None = None  # None: 4*n_embd (gpt2) or the Llama 2/3 * 4d rule rounded to 64
+    intermediate_size: int | None = None  # None: the family's rule (4*n_embd; Llama: 2/3 * 4d rounded to 64)
     bias: bool = True  # biases in linears (and LayerNorm): GPT-2 has them, Llama does not
     qkv_bias: bool | None = None  # None: = bias. Qwen2 has q/k/v biases only.
     activation: Literal["gelu", "gelu_tanh", "silu"] = "gelu_tanh"  # GPT-2 uses the tanh approximation
@@ -37,6 +39,7 @@ class ModelConfig:
     type_vocab_size: int = 2  # bert: token-type (segment A/B) embeddings
 
     def __post_init__(self) -> None:
+        family = get_family(self.family)
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
         if self.qkv_bias is None:
@@ -48,10 +51,7 @@ class ModelConfig:
         if self.n_head % self.n_kv_head:
             raise LmstackError(f"model.n_head={self.n_head} is not divisible by model.n_kv_head={self.n_kv_head}")
         if self.intermediate_size is None:
-            if self.family in ("gpt2", "bert"):
-                self.intermediate_size = 4 * self.n_embd
-            else:  # SwiGLU keeps the parameter count of a 4d MLP: 2/3 * 4d, rounded up to a multiple of 64
-                self.intermediate_size = -(-int(8 * self.n_embd / 3) // 64) * 64
+            self.intermediate_size = family.intermediate_size(self.n_embd)
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             if getattr(self, name) <= 0:
                 raise LmstackError(f"model.{name} must be positive, got {getattr(self, name)}")

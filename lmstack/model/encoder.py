@@ -1,4 +1,5 @@
-"""A bidirectional Transformer encoder (BERT, Devlin et al. 2019), built from the decoder's blocks.
+"""A bidirectional Transformer encoder (BERT, Devlin et al. 2019), assembled from the decoder's blocks by the
+``bert`` family's builder (``lmstack.model.families.bert``).
 
     tokens + learned positions + token types -> LayerNorm -> N x PostNormBlock -> hidden states [B, T, H]
 
@@ -13,28 +14,12 @@ import torch
 from torch import nn
 
 from lmstack.errors import LmstackError
-from lmstack.model.blocks import MLP, Attention, init_weights, layer_norm
+from lmstack.model.blocks import PostNormBlock, init_weights, layer_norm
 from lmstack.model.config import ModelConfig
 
 
-class PostNormBlock(nn.Module):
-    """x = norm1(x + attn(x)); x = norm2(x + mlp(x)) (Vaswani et al. 2017, as kept by BERT)."""
-
-    def __init__(self, c: ModelConfig):
-        super().__init__()
-        self.attn = Attention(c, rope=False, causal=False)
-        self.norm1 = layer_norm(c.n_embd, c.norm_eps, bias=True)
-        self.mlp = MLP(c)
-        self.norm2 = layer_norm(c.n_embd, c.norm_eps, bias=True)
-        self.drop = nn.Dropout(c.dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.norm1(x + self.drop(self.attn(x, None, None, 0, mask)))
-        return self.norm2(x + self.drop(self.mlp(x)))
-
-
 class Encoder(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, blocks: list[PostNormBlock]):
         super().__init__()
         c = self.config = config
         self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)
@@ -42,7 +27,7 @@ class Encoder(nn.Module):
         self.type_emb = nn.Embedding(c.type_vocab_size, c.n_embd)
         self.norm_emb = layer_norm(c.n_embd, c.norm_eps, bias=True)
         self.drop = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList([PostNormBlock(c) for _ in range(c.n_layer)])
+        self.blocks = nn.ModuleList(blocks)
         init_weights(self, c.n_layer)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -62,14 +47,3 @@ class Encoder(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def build_encoder(config: ModelConfig) -> Encoder:
-    """A BERT encoder of ``config`` (family ``bert``), shaped so that ``transformers.BertModel`` can load it."""
-    c = config
-    if c.family != "bert":
-        raise LmstackError(f"model.family is '{c.family}'; an encoder needs family 'bert' (e.g. the bert-tiny preset)")
-    if not (c.bias and c.qkv_bias) or c.n_kv_head != c.n_head or c.head_dim * c.n_head != c.n_embd:
-        raise LmstackError("a bert-family model needs bias and qkv_bias, n_kv_head == n_head and "
-                           "head_dim == n_embd / n_head, as BertModel has")
-    return Encoder(c)

@@ -1,5 +1,5 @@
-"""A decoder-only Transformer language model (Vaswani et al. 2017; Radford et al. 2019), assembled by
-``build_model`` from the blocks in ``blocks.py``.
+"""A decoder-only Transformer language model (Vaswani et al. 2017; Radford et al. 2019), assembled from the
+blocks in ``blocks.py`` by a family's builder (``lmstack.model.families.gpt2`` / ``llama``; see ``build_model``).
 
     tokens -> embedding (+ learned positions) -> N x Block -> final norm -> lm_head -> next-token logits
 """
@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from lmstack.errors import LmstackError
-from lmstack.model.blocks import (MLP, Attention, Block, KVCache, RMSNorm, RotaryEmbedding, SwiGLU, attention_mask,
-                                  init_weights, layer_norm)
+from lmstack.model.blocks import Block, KVCache, RotaryEmbedding, attention_mask, init_weights
 from lmstack.model.config import ModelConfig
 
 
@@ -82,25 +81,11 @@ class Transformer(nn.Module):
         return 6 * self.num_params() + 12 * c.n_layer * c.n_head * c.head_dim * (seq_len or c.block_size)
 
 
-def build_model(config: ModelConfig) -> Transformer:
-    """Assemble a Transformer of ``config.family`` from the shared blocks."""
-    return _BUILDERS[config.family](config)
-
-
-def _gpt2(c: ModelConfig) -> Transformer:
-    def block() -> Block:
-        return Block(Attention(c, rope=False), MLP(c), layer_norm(c.n_embd, c.norm_eps, c.bias),
-                     layer_norm(c.n_embd, c.norm_eps, c.bias), c.dropout)
-    return Transformer(c, [block() for _ in range(c.n_layer)], layer_norm(c.n_embd, c.norm_eps, c.bias),
-                       pos_emb=nn.Embedding(c.block_size, c.n_embd), rope=None)
-
-
-def _llama(c: ModelConfig) -> Transformer:
-    def block() -> Block:
-        return Block(Attention(c, rope=True), SwiGLU(c), RMSNorm(c.n_embd, c.norm_eps), RMSNorm(c.n_embd, c.norm_eps),
-                     c.dropout)
-    return Transformer(c, [block() for _ in range(c.n_layer)], RMSNorm(c.n_embd, c.norm_eps),
-                       pos_emb=None, rope=RotaryEmbedding(c.head_dim, c.block_size, c.rope_theta))
-
-
-_BUILDERS = {"gpt2": _gpt2, "llama": _llama}
+def materialise(model: Transformer) -> Transformer:
+    """After loading onto a model built on the "meta" device: re-tie the head and rebuild the non-persistent
+    buffers (RoPE tables)."""
+    if model.config.tie_embeddings:
+        model.lm_head.weight = model.tok_emb.weight
+    if model.rope is not None:
+        model.rope = type(model.rope)(model.config.head_dim, model.config.block_size, model.config.rope_theta)
+    return model

@@ -21,9 +21,9 @@ from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, read_jsonl
 from lmstack.model.encoder_text import encode_pairs
+from lmstack.model.families.bert import load_encoder
 from lmstack.model.heads import EncoderForMultipleChoice
-from lmstack.model.hf import load_model
-from lmstack.model.hf_bert import load_encoder, write_encoder_files
+from lmstack.model.hf import load_model, write_model_files
 from lmstack.model.transformer import Transformer
 from lmstack.qa.squad import CJK, Example, read_squad
 from lmstack.retrieval.dual_encoder import fresh_encoder
@@ -183,7 +183,7 @@ def train_multiple_choice(data: Path, out: Path = Path("runs/choice"), encoder: 
     model = EncoderForMultipleChoice(body)
     figures = train_choice(model, tok, items, epochs, batch_size, lr, max_len, seed)
     with atomic_dir(out) as tmp:
-        write_encoder_files(model, tmp, tok)
+        write_model_files(model, tmp, tok)
     return {"out": str(out), "items": len(items), **figures,
             "train_accuracy": accuracy(predict_choices(model, tok, items, max_len), items)}
 

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.model.encoder_text import specials
+from lmstack.model.families.bert import load_encoder
 from lmstack.model.heads import EncoderForMaskedLM
-from lmstack.model.hf_bert import load_encoder
 
 SLOT = "{mask}"
 

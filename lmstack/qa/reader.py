@@ -26,10 +26,10 @@ from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json
 from lmstack.model.config import preset as model_preset
-from lmstack.model.encoder import build_encoder
 from lmstack.model.encoder_text import specials
+from lmstack.model.families.bert import build_encoder, load_encoder
 from lmstack.model.heads import EncoderForQuestionAnswering
-from lmstack.model.hf_bert import load_encoder, write_encoder_files
+from lmstack.model.hf import write_model_files
 from lmstack.qa.features import Feature, collate, make_features
 from lmstack.qa.metrics import evaluate
 from lmstack.qa.squad import Example, read_squad, split_by_context, write_predictions
@@ -121,7 +121,7 @@ class Reader:
 
     def save(self, directory: str | Path) -> Path:
         with atomic_dir(directory) as tmp:
-            write_encoder_files(self.model, tmp, self.tokenizer)
+            write_model_files(self.model, tmp, self.tokenizer)
             write_json(tmp / "reader.json", dataclasses.asdict(self.settings))
         return Path(directory)
 

@@ -22,7 +22,8 @@ from lmstack.io import atomic_dir, read_json, write_json
 from lmstack.model.config import ModelConfig
 from lmstack.model.encoder_text import encode_pairs
 from lmstack.model.heads import EncoderForSequenceClassification
-from lmstack.model.hf_bert import fingerprint, load_encoder, write_encoder_files
+from lmstack.model.families.bert import fingerprint, load_encoder
+from lmstack.model.hf import write_model_files
 from lmstack.retrieval.dual_encoder import fresh_encoder, read_examples
 from lmstack.train.epochs import fit
 
@@ -61,7 +62,7 @@ class CrossEncoder:
         ``model_max_length`` (where transformers' tokenizer looks too), so scoring cuts pairs the same way."""
         path = Path(path)
         with atomic_dir(path) as tmp:
-            write_encoder_files(self.model, tmp, self.tokenizer)
+            write_model_files(self.model, tmp, self.tokenizer)
             write_json(tmp / "tokenizer_config.json",
                        {**read_json(tmp / "tokenizer_config.json"), "model_max_length": self.max_len})
         return path

@@ -25,10 +25,11 @@ from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, read_jsonl, write_json
 from lmstack.model.config import PRESETS, ModelConfig, preset
-from lmstack.model.encoder import Encoder, build_encoder
+from lmstack.model.encoder import Encoder
 from lmstack.model.encoder_text import encode_pairs
 from lmstack.model.heads import pool
-from lmstack.model.hf_bert import fingerprint, load_encoder, write_encoder_files
+from lmstack.model.families.bert import build_encoder, fingerprint, load_encoder
+from lmstack.model.hf import write_model_files
 from lmstack.train.epochs import fit
 
 Pooling = Literal["mean", "cls"]
@@ -74,7 +75,7 @@ class DualEncoder:
         """Write a sentence-transformers folder (atomically): BERT files at the top, pooling beside them."""
         path = Path(path)
         with atomic_dir(path) as tmp:
-            write_encoder_files(self.encoder, tmp, self.tokenizer)
+            write_model_files(self.encoder, tmp, self.tokenizer)
             modules = [("", "Transformer"), ("1_Pooling", "Pooling")] + [("2_Normalize", "Normalize")] * self.normalize
             write_json(tmp / "modules.json", [{"idx": i, "name": str(i), "path": p, "type": _ST + t}
                                               for i, (p, t) in enumerate(modules)])

@@ -30,8 +30,9 @@ from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, write_json
 from lmstack.model.config import ModelConfig
 from lmstack.model.hf import load_model, write_model_files
-from lmstack.model.hf_bert import load_encoder, write_encoder_files
-from lmstack.model.transformer import Transformer, build_model
+from lmstack.model.families import build_model
+from lmstack.model.families.bert import load_encoder
+from lmstack.model.transformer import Transformer
 from lmstack.train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
 from lmstack.train.config import LoopConfig, TrainConfig
 from lmstack.train.metrics import MetricsLog, plot_losses
@@ -98,7 +99,7 @@ OBJECTIVES = {
     "causal": Objective(build_model, lambda shards, _: shards, write_model_files,
                         lambda path, device: load_model(path, device=device)),
     # masked-language modelling with a bidirectional encoder (Devlin et al. 2019): loss on the masked tokens
-    "mlm": Objective(build_mlm_model, MaskedBatches, write_encoder_files,
+    "mlm": Objective(build_mlm_model, MaskedBatches, write_model_files,
                      lambda path, device: load_encoder(path, head="mlm", device=device)[0]),
 }
 

@@ -16,10 +16,10 @@ from lmstack.data.shards import TokenShards
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.model.config import ModelConfig
-from lmstack.model.encoder import build_encoder
 from lmstack.model.encoder_text import specials
+from lmstack.model.families.bert import build_encoder
 from lmstack.model.heads import EncoderForMaskedLM
-from lmstack.model.hf_bert import save_encoder
+from lmstack.model.hf import save_model
 
 
 def build_mlm_model(config: ModelConfig) -> EncoderForMaskedLM:
@@ -32,7 +32,7 @@ def build_mlm_model(config: ModelConfig) -> EncoderForMaskedLM:
 
 def save_mlm_model(model: EncoderForMaskedLM, directory: str | Path, tokenizer: Tokenizer) -> Path:
     """Write the model as a ``BertForMaskedLM`` folder (loads in ``transformers`` and in ``load_encoder``)."""
-    return save_encoder(model, directory, tokenizer)
+    return save_model(model, directory, tokenizer)
 
 
 class MaskedBatches:

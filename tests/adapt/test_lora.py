@@ -8,6 +8,7 @@ import torch
 from lmstack.adapt.lora import LoRA, LoRALinear, lora_layers, merge
 from lmstack.adapt.methods import base_fingerprint, save_adapter
 from lmstack.errors import LmstackError
+from lmstack.model import build_model, preset
 from lmstack.model.hf import load_model, save_model
 
 
@@ -87,3 +88,52 @@ def test_peft_loads_our_adapter_onto_the_exported_model(base, tmp_path):
     x = torch.randint(0, model.config.vocab_size, (1, 12))
     hf = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), tmp_path / "adapter").eval()
     assert torch.allclose(hf(input_ids=x).logits, model(x), atol=1e-4)
+
+
+@pytest.fixture
+def bert(tmp_path):
+    """A random BERT encoder folder (the family registry's linear slices make it a LoRA target too)."""
+    torch.manual_seed(0)
+    return save_model(build_model(preset("bert-tiny", vocab_size=50, n_embd=32, n_head=4, block_size=32)),
+                      tmp_path / "bert")
+
+
+def _bert_inputs():
+    ids = torch.randint(0, 50, (2, 10), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    return ids, mask
+
+
+def test_bert_merge_equals_unmerged_and_unmerge_restores_the_base(bert):
+    model = load_model(bert).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    method = LoRA(r=4, targets=["all-linear"])
+    model = _trained(method.apply(model))
+    assert len(method.select(model)) == 6 * model.config.n_layer  # q, k, v, attention out, intermediate, out
+    ids, mask = _bert_inputs()
+    unmerged = model(ids, mask)
+    assert not torch.allclose(unmerged, load_model(bert).eval()(ids, mask), atol=1e-3)  # the update does something
+    for layer in lora_layers(model):
+        layer.merge()
+    assert torch.allclose(model(ids, mask), unmerged, atol=1e-5)
+    for layer in lora_layers(model):
+        layer.unmerge()
+    restored = {k.replace(".base.", "."): v for k, v in model.state_dict().items() if "lora_" not in k}
+    assert all(torch.allclose(restored[k], v, atol=1e-6) for k, v in before.items())
+    assert torch.allclose(merge(model)(ids, mask), unmerged, atol=1e-5) and not lora_layers(model)
+
+
+def test_peft_loads_our_bert_adapter_onto_transformers_bert(bert, tmp_path):
+    from peft import PeftModel
+    from transformers import BertModel
+
+    method = LoRA(r=4, alpha=8, targets=["query", "value", "intermediate.dense"])
+    model = _trained(method.apply(load_model(bert)).eval())
+    assert {s.hf_module.rsplit(".", 1)[-1] for s in method.select(model)} == {"query", "value", "dense"}
+    save_adapter(method, model, tmp_path / "adapter", base_fingerprint(model), str(bert))
+    ids, mask = _bert_inputs()
+    hf = PeftModel.from_pretrained(BertModel.from_pretrained(bert), tmp_path / "adapter").eval()
+    with torch.no_grad():
+        theirs = hf(input_ids=ids, attention_mask=mask).last_hidden_state
+        torch.testing.assert_close(theirs, model(ids, mask), atol=1e-4, rtol=0)

@@ -11,8 +11,8 @@ from tokenizers import models, normalizers, pre_tokenizers
 from lmstack.text.tokenizer import Tokenizer, train_char
 from lmstack.errors import LmstackError
 from lmstack.model import preset
-from lmstack.model.encoder import build_encoder
 from lmstack.model.encoder_text import encode_pairs, specials
+from lmstack.model.families.bert import build_encoder
 from lmstack.model.heads import (EncoderForMaskedLM, EncoderForMultipleChoice, EncoderForQuestionAnswering,
                                  EncoderForSequenceClassification, pool)
 

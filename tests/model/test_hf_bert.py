@@ -13,11 +13,10 @@ from safetensors.torch import load_file, save_file
 from lmstack.text.tokenizer import train_char
 from lmstack.errors import LmstackError
 from lmstack.model import build_model, preset
-from lmstack.model.encoder import build_encoder
+from lmstack.model.families.bert import build_encoder, fingerprint, load_encoder
 from lmstack.model.heads import (EncoderForMaskedLM, EncoderForMultipleChoice, EncoderForQuestionAnswering,
                                  EncoderForSequenceClassification)
 from lmstack.model.hf import save_model
-from lmstack.model.hf_bert import fingerprint, load_encoder, save_encoder
 
 VOCAB = 97
 HEADS = {
@@ -60,7 +59,7 @@ def test_lmstack_to_transformers(head, tmp_path):
     torch.manual_seed(0)
     ours = wrap(build_encoder(preset("bert-tiny", vocab_size=VOCAB, n_embd=32, n_head=4, block_size=64))).eval()
     _randomise(ours)
-    save_encoder(ours, tmp_path / "m")
+    save_model(ours, tmp_path / "m")
     assert json.loads((tmp_path / "m" / "config.json").read_text())["architectures"] == [arch]
     theirs = getattr(transformers, arch).from_pretrained(tmp_path / "m").eval()
     ids, mask, types = _inputs(head)
@@ -115,11 +114,11 @@ def test_body_of_any_head_and_legacy_bin(tmp_path):
 def test_round_trip_and_fingerprint(tmp_path):
     tok = train_char(["some text for the vocabulary"])
     model = EncoderForMaskedLM(build_encoder(preset("bert-tiny", vocab_size=tok.vocab_size, n_embd=32)))
-    save_encoder(model, tmp_path / "a", tok)
+    save_model(model, tmp_path / "a", tok)
     again, tok2 = load_encoder(tmp_path / "a", head="mlm")
     assert again.config == model.config and tok2.encode("some text") == tok.encode("some text")
     assert fingerprint(again, tok2) == fingerprint(model, tok)
-    save_encoder(again, tmp_path / "b", tok2)
+    save_model(again, tmp_path / "b", tok2)
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
     with torch.no_grad():
         again.encoder.blocks[0].mlp.fc.bias[0] += 1e-3
@@ -132,7 +131,7 @@ def test_round_trip_and_fingerprint(tmp_path):
 
 @pytest.fixture
 def saved(tmp_path):
-    save_encoder(build_encoder(preset("bert-tiny", vocab_size=50, n_embd=32)), tmp_path / "enc")
+    save_model(build_encoder(preset("bert-tiny", vocab_size=50, n_embd=32)), tmp_path / "enc")
     return tmp_path / "enc"
 
 

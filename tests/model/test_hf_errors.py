@@ -33,9 +33,10 @@ def test_truncated_weights(saved):
 
 
 def test_unsupported_model_type(saved):
-    (saved / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    with pytest.raises(LmstackError, match="model_type 'bert' is not supported"):
+    (saved / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    with pytest.raises(LmstackError, match="model_type 't5' is not supported; expected one of") as e:
         load_model(saved)
+    assert all(kind in str(e.value) for kind in ("gpt2", "llama", "mistral", "qwen2", "bert"))
 
 
 def test_missing_directory(tmp_path):

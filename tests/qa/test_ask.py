@@ -7,8 +7,8 @@ from lmstack.cli import main
 from lmstack.text.tokenizer import train_bpe
 from lmstack.errors import LmstackError
 from lmstack.model.config import ModelConfig
+from lmstack.model.families import build_model
 from lmstack.model.hf import save_model
-from lmstack.model.transformer import build_model
 from lmstack.qa import ask as ask_module
 from lmstack.qa.ask import ask, generation_prompt
 from lmstack.qa.reader import ReaderSettings, new_reader

@@ -7,10 +7,10 @@ from lmstack.cli import main
 from lmstack.text.tokenizer import train_bpe
 from lmstack.errors import LmstackError
 from lmstack.model.config import preset
-from lmstack.model.encoder import build_encoder
 from lmstack.model.encoder_text import specials
+from lmstack.model.families.bert import build_encoder
 from lmstack.model.heads import EncoderForMaskedLM
-from lmstack.model.hf_bert import save_encoder
+from lmstack.model.hf import save_model
 from lmstack.qa.cloze import cloze_answer, cloze_inputs, pet_loss
 
 REVIEWS = [("The soup was lovely and warm.", 0), ("The soup was cold and awful.", 1),
@@ -52,7 +52,7 @@ def test_pet_training_through_the_pattern_makes_the_verbalizer_pick_the_label(to
 def test_cloze_from_the_command_line(tok, tmp_path, capsys):
     torch.manual_seed(0)
     model = EncoderForMaskedLM(build_encoder(preset("bert-tiny", vocab_size=tok.vocab_size, n_embd=64)))
-    save_encoder(model, tmp_path / "mlm", tok)
+    save_model(model, tmp_path / "mlm", tok)
     pattern = PATTERN.replace("{text}", REVIEWS[0][0])
     main(["cloze", pattern, "--model", str(tmp_path / "mlm"), "--candidates", "great, terrible", "--json"])
     out = json.loads(capsys.readouterr().out)

@@ -107,7 +107,7 @@ def test_mlm_objective_trains_an_encoder_that_transformers_loads(data, tmp_path)
     import torch
     from transformers import BertForMaskedLM
 
-    from lmstack.model.hf_bert import load_encoder
+    from lmstack.model.families.bert import load_encoder
 
     cfg = build(TrainConfig, {"data": str(data), "out": str(tmp_path), "objective": "mlm", "max_iters": 40,
                               "batch_size": 8, "eval_interval": 20, "eval_iters": 2, "lr": 3e-3, "warmup_iters": 5,
