@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from lmstack.data.synth.qa import QA_FORMAT
-from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, read_jsonl
 from lmstack.model.encoder_text import encode_pairs
@@ -25,8 +24,9 @@ from lmstack.model.heads import EncoderForMultipleChoice
 from lmstack.model.hf import load_model
 from lmstack.model.hf_bert import load_encoder, write_encoder_files
 from lmstack.model.transformer import Transformer
-from lmstack.qa.squad import CJK, Example, read_squad
-from lmstack.retrieval.dual_encoder import fresh_encoder
+from lmstack.qa.squad import CJK, SquadExample, read_squad
+from lmstack.retrieval.starting_points import fresh_encoder
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.train.epochs import fit
 
 
@@ -37,7 +37,7 @@ class ChoiceItem:
     label: int  # index of the right option
 
 
-def choices_from_examples(examples: list[Example], n_options: int = 4, seed: int = 0) -> list[ChoiceItem]:
+def choices_from_examples(examples: list[SquadExample], n_options: int = 4, seed: int = 0) -> list[ChoiceItem]:
     """Multiple-choice items from extractive ones: the gold answer among wrong answers to questions of the
     same language, shuffled (answerable examples only)."""
     rng = random.Random(seed)

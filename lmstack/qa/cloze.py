@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.model.encoder_text import specials
 from lmstack.model.heads import EncoderForMaskedLM
 from lmstack.model.hf_bert import load_encoder
+from lmstack.text.tokenizer import Tokenizer
 
 SLOT = "{mask}"
 

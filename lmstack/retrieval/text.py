@@ -18,6 +18,8 @@ import re
 from functools import cached_property
 from typing import Literal
 
+import jieba
+import Stemmer
 from bm25s.stopwords import STOPWORDS_CHINESE, STOPWORDS_EN
 
 from lmstack.errors import LmstackError
@@ -46,8 +48,6 @@ class Analyzer:
         if self.han not in ("jieba", "jieba-search", "char"):
             raise LmstackError(f"han: {self.han!r} is not one of jieba, jieba-search, char")
         if self.stemmer != "none":
-            import Stemmer
-
             if self.stemmer not in Stemmer.algorithms():
                 raise LmstackError(f"stemmer: {self.stemmer!r} is not a PyStemmer language "
                                    f"({', '.join(Stemmer.algorithms())}, or none)")
@@ -61,16 +61,12 @@ class Analyzer:
         """word -> stem, filled on first sight: a corpus repeats its words, and a lookup beats the stemmer."""
         if self.stemmer == "none":
             return None
-        import Stemmer
-
         return _StemCache(Stemmer.Stemmer(self.stemmer).stemWord)
 
     @cached_property
     def _segment(self):
         if self.han == "char":
             return list
-        import jieba
-
         jieba.setLogLevel(logging.WARNING)  # not "Building prefix dict..." on every first use
         return jieba.lcut_for_search if self.han == "jieba-search" else jieba.lcut
 

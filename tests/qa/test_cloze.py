@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from lmstack.cli import main
-from lmstack.text.tokenizer import train_bpe
 from lmstack.errors import LmstackError
 from lmstack.model.config import preset
 from lmstack.model.encoder import build_encoder
@@ -12,6 +11,7 @@ from lmstack.model.encoder_text import specials
 from lmstack.model.heads import EncoderForMaskedLM
 from lmstack.model.hf_bert import save_encoder
 from lmstack.qa.cloze import cloze_answer, cloze_inputs, pet_loss
+from lmstack.text.tokenizer import train_bpe
 
 REVIEWS = [("The soup was lovely and warm.", 0), ("The soup was cold and awful.", 1),
            ("A lovely, friendly place.", 0), ("An awful, dirty place.", 1)]
