@@ -19,14 +19,7 @@ from lmstack.errors import LmstackError
 from lmstack.generate.api import generate
 from lmstack.io import read_jsonl
 from lmstack.model.hf import load_model
-from lmstack.qa.reader import (
-    Prediction,
-    Reader,
-    ReaderSettings,
-    new_reader,
-    score_predictions,
-    train_reader_model,
-)
+from lmstack.qa.reader import Prediction, Reader, ReaderSettings, new_reader, score_predictions, train_reader_model
 from lmstack.qa.squad import SquadExample, read_squad
 from lmstack.retrieval.documents import Passage
 from lmstack.retrieval.index import Retriever, build

@@ -31,12 +31,7 @@ from lmstack.model.heads import EncoderForQuestionAnswering
 from lmstack.model.hf_bert import load_encoder, write_encoder_files
 from lmstack.qa.features import Feature, collate, make_features
 from lmstack.qa.metrics import squad_scores
-from lmstack.qa.squad import (
-    SquadExample,
-    read_squad,
-    split_by_context,
-    write_predictions,
-)
+from lmstack.qa.squad import SquadExample, read_squad, split_by_context, write_predictions
 from lmstack.text.tokenizer import Tokenizer, train_bpe, train_char
 from lmstack.train.epochs import fit as train_epochs
 

@@ -32,12 +32,7 @@ from lmstack.io import atomic_dir, atomic_open, read_json, write_json
 from lmstack.retrieval.bm25 import BM25Index, Variant
 from lmstack.retrieval.cross_encoder import CrossEncoder
 from lmstack.retrieval.dense import DenseIndex, Encoder, Kind, encode
-from lmstack.retrieval.documents import (
-    INDEX_MANIFEST_FORMAT,
-    Passage,
-    read_corpus,
-    read_passages_jsonl,
-)
+from lmstack.retrieval.documents import INDEX_MANIFEST_FORMAT, Passage, read_corpus, read_passages_jsonl
 from lmstack.retrieval.dual_encoder import DualEncoder
 from lmstack.retrieval.hybrid import rrf
 from lmstack.retrieval.text import Analyzer

@@ -12,16 +12,8 @@ from lmstack.model.encoder import build_encoder
 from lmstack.model.heads import EncoderForMultipleChoice
 from lmstack.model.hf import save_model
 from lmstack.model.transformer import build_model
-from lmstack.qa.choice import (
-    ChoiceItem,
-    accuracy,
-    choices_from_examples,
-    predict_choices,
-    prompt_and_options,
-    read_choice_items,
-    score_options,
-    train_choice,
-)
+from lmstack.qa.choice import (ChoiceItem, accuracy, choices_from_examples, predict_choices, prompt_and_options,
+                               read_choice_items, score_options, train_choice)
 from lmstack.qa.squad import write_squad
 from lmstack.text.tokenizer import train_char
 

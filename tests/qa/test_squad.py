@@ -3,15 +3,7 @@ import json
 import pytest
 
 from lmstack.errors import LmstackError
-from lmstack.qa.squad import (
-    Answer,
-    SquadExample,
-    locate,
-    read_squad,
-    split_by_context,
-    write_predictions,
-    write_squad,
-)
+from lmstack.qa.squad import Answer, SquadExample, locate, read_squad, split_by_context, write_predictions, write_squad
 
 CONTEXT = "Normandy is a region in France. France is in Europe."
 
