@@ -15,14 +15,14 @@ import torch
 from torch import nn
 
 from lmstack.data.shards import TokenShards
-from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.model.config import ModelConfig
 from lmstack.model.encoder import build_encoder
 from lmstack.model.encoder_text import specials
 from lmstack.model.heads import EncoderForMaskedLM
 from lmstack.model.hf_bert import load_encoder, save_encoder, write_encoder_files
-from lmstack.train.objectives.causal import CausalLM
+from lmstack.text.tokenizer import Tokenizer
+from lmstack.train.objectives.causal import IGNORE, CausalLM
 
 
 def build_mlm_model(config: ModelConfig) -> EncoderForMaskedLM:
@@ -66,7 +66,7 @@ def mask_tokens(x: torch.Tensor, mask_id: int, vocab_size: int, special_ids: tor
     if not chosen.any() and can.any():  # an all-ignored batch would make the loss NaN
         first = can.flatten().nonzero()[torch.randint(int(can.sum()), (1,), generator=generator)]
         chosen.view(-1)[first] = True
-    labels = torch.where(chosen, x, -100)
+    labels = torch.where(chosen, x, IGNORE)
     r = torch.rand(x.shape, generator=generator)
     random_tokens = torch.randint(vocab_size, x.shape, generator=generator)
     inputs = torch.where(chosen & (r < 0.8), mask_id, x)
