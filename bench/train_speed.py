@@ -42,8 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmstack.text.tokenizer import train_char
 from lmstack.model import build_model, preset
+from lmstack.text.tokenizer import train_char
 from lmstack.train.config import TrainConfig
 from lmstack.train.objectives.causal import CausalLM, causal_lm_loss
 from lmstack.train.trainer import Trainer

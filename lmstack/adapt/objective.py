@@ -64,7 +64,8 @@ class SupervisedFinetune(CausalLM):
 
     def title(self, model: nn.Module) -> str:
         params = count_parameters(model)
-        return f"{type(self.method).__name__.lower()} fine-tuning · {params['trainable_params']:,} of {params['total_params']:,} parameters trained"
+        return (f"{type(self.method).__name__.lower()} fine-tuning · {params['trainable_params']:,} of "
+                f"{params['total_params']:,} parameters trained")
 
     def _prepare(self, model: nn.Module) -> nn.Module:
         """Cut the conversations to the model's context (once it is known) and make the batches."""

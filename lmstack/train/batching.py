@@ -8,7 +8,8 @@ epoch may be smaller). ``state_dict`` / ``load_state_dict`` make a resumed run c
 from __future__ import annotations
 
 import math
-from typing import Generic, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 import torch
 

@@ -9,9 +9,9 @@ The folder is swapped in whole (``atomic_dir``), so ``kill -9`` at any moment le
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Callable, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
