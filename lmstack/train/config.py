@@ -26,6 +26,7 @@ class LoopConfig:
     lr_decay_iters: int | None = None  # None: = max_iters
     schedule: Literal["cosine", "linear", "constant"] = "cosine"  # after the warmup: to min_lr, to zero, flat
     weight_decay: float = 0.1
+    decay_all: bool = False  # decay every parameter, biases and norm gains too (torch's AdamW default)
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # 0 disables clipping

@@ -11,10 +11,14 @@ from lmstack.train.config import LoopConfig
 
 
 def build_optimizer(model: nn.Module, cfg: LoopConfig, device_type: str) -> torch.optim.AdamW:
-    """Weight decay on matrices only: biases, norm gains and 1-d parameters are not decayed."""
+    """Weight decay on matrices only: biases, norm gains and 1-d parameters are not decayed (unless
+    ``cfg.decay_all``: one group, every parameter decayed, as ``torch.optim.AdamW(model.parameters())``)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    if cfg.decay_all:
+        groups = [{"params": params, "weight_decay": cfg.weight_decay}]
+    else:
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     fused = cfg.fused_optimizer if cfg.fused_optimizer is not None else device_type in ("cuda", "cpu")
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
