@@ -31,9 +31,10 @@ from lmstack.model.heads import EncoderForQuestionAnswering
 from lmstack.model.hf_bert import load_encoder, write_encoder_files
 from lmstack.qa.features import Feature, collate, make_features
 from lmstack.qa.metrics import squad_scores
+from lmstack.qa.span_objective import SpanStartEndCE
 from lmstack.qa.squad import SquadExample, read_squad, split_by_context, write_predictions
+from lmstack.retrieval.epoch_tasks import train_epochs
 from lmstack.text.tokenizer import Tokenizer, train_bpe, train_char
-from lmstack.train.epochs import fit as train_epochs
 
 
 @dataclass
@@ -116,7 +117,8 @@ class Reader:
         model, tokenizer = load_encoder(path, head="qa", device=resolve_device(device))
         if tokenizer is None:
             raise LmstackError(f"{path}: reader has no tokenizer.json")
-        settings = ReaderSettings(**read_json(path / "reader.json")) if (path / "reader.json").is_file() else ReaderSettings()
+        saved = path / "reader.json"
+        settings = ReaderSettings(**read_json(saved)) if saved.is_file() else ReaderSettings()
         return cls(model, tokenizer, settings)
 
     def save(self, directory: str | Path) -> Path:
@@ -157,24 +159,18 @@ def _stack(rows: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([F.pad(r, (0, T - r.numel()), value=-1e4) for r in rows]) if rows else torch.zeros(0, 0)
 
 
-def train_reader_model(reader: Reader, examples: list[SquadExample], epochs: int = 3, batch_size: int = 32, lr: float = 1e-3,
-        warmup: float = 0.1, seed: int = 0, max_seconds: float | None = None) -> dict[str, float]:
-    """Train the span head (and encoder) with cross-entropy on start and end positions, AdamW, linear warmup
-    then linear decay. Stops early after ``max_seconds`` of training, if given."""
+def train_reader_model(reader: Reader, examples: list[SquadExample], epochs: int = 3, batch_size: int = 32,
+                       lr: float = 1e-3, warmup: float = 0.1, seed: int = 0,
+                       max_seconds: float | None = None) -> dict[str, float]:
+    """Train the span head (and encoder) with cross-entropy on start and end positions (``SpanStartEndCE``),
+    AdamW, linear warmup then linear decay. Stops early after ``max_seconds`` of training, if given."""
     torch.manual_seed(seed)
     features = reader.features(examples, train=True)
     if not features:
         raise LmstackError("no training features: every example lacks a locatable answer")
-
-    def loss_of(batch: list) -> torch.Tensor:
-        b = reader.batch(batch)
-        s, e = reader.model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
-        mask = b["attention_mask"] == 0
-        return (F.cross_entropy(s.masked_fill(mask, -1e4), b["start_positions"])
-                + F.cross_entropy(e.masked_fill(mask, -1e4), b["end_positions"])) / 2
-
-    run = train_epochs(reader.model, features, loss_of, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                       warmup=warmup, max_seconds=max_seconds, desc="train reader")
+    objective = SpanStartEndCE(features, batch_size, seed, specials(reader.tokenizer).pad_id)
+    run = train_epochs(objective, reader.model, epochs=epochs, lr=lr, seed=seed, warmup=warmup,
+                       max_seconds=max_seconds, desc="train reader")
     return {"features": len(features), "steps": run["steps"], "loss_first": run["loss_first"],
             "loss_last": run["loss_last"], "train_seconds": run["seconds"]}
 
@@ -214,8 +210,8 @@ def _load(data: Path, holdout: float, seed: int, part: Literal["train", "test"])
 
 def train_reader(data: Path, out: Path = Path("runs/reader"), encoder: Path | None = None,
                  preset: str = "bert-tiny", n_embd: int | None = None, tokenizer: Literal["bpe", "char"] = "bpe",
-                 vocab_size: int = 2000, max_len: int = 192, doc_stride: int = 64, max_answer_len: int = 30, epochs: int = 3,
-                 batch_size: int = 32, lr: float | None = None, holdout: float = 0.0, seed: int = 0,
+                 vocab_size: int = 2000, max_len: int = 192, doc_stride: int = 64, max_answer_len: int = 30,
+                 epochs: int = 3, batch_size: int = 32, lr: float | None = None, holdout: float = 0.0, seed: int = 0,
                  max_seconds: float | None = None, device: str = "auto") -> dict:
     """Train an extractive QA reader on SQuAD-format data (a SQuAD/CMRC .json or lmstack's qa_train.jsonl).
 
@@ -250,8 +246,8 @@ def train_reader(data: Path, out: Path = Path("runs/reader"), encoder: Path | No
     else:
         reader = new_reader(examples, preset, tokenizer, vocab_size, settings, seed, device,
                             **({"n_embd": n_embd} if n_embd else {}))
-    figures = train_reader_model(reader, examples, epochs, batch_size, lr or (1e-3 if encoder is None else 5e-5), seed=seed,
-                  max_seconds=max_seconds)
+    figures = train_reader_model(reader, examples, epochs, batch_size, lr or (1e-3 if encoder is None else 5e-5),
+                                 seed=seed, max_seconds=max_seconds)
     reader.save(out)
     return {"out": str(out), "examples": len(examples), **figures, "read": report,
             "seconds": time.perf_counter() - start}

@@ -3,8 +3,9 @@
 Han runs are segmented with jieba (precise mode, or search mode, which also emits the shorter words inside a
 long one: 中华人民共和国 -> 中华, 华人, 人民, 共和, 共和国, 中华人民共和国), or cut
 into single characters. Everything else is split into word characters, lower-cased, stripped of stop words
-and stemmed with PyStemmer (Porter's Snowball stemmers). The settings and the library versions make the analyzer's fingerprint: an index
-stores it and refuses queries analysed any other way, since terms that differ silently match nothing.
+and stemmed with PyStemmer (Porter's Snowball stemmers). The settings and the library versions make the
+analyzer's fingerprint: an index stores it and refuses queries analysed any other way, since terms that differ
+silently match nothing.
 """
 
 from __future__ import annotations
