@@ -169,7 +169,8 @@ class Trainer:
         bar = tqdm(total=cfg.max_iters, initial=state.iter, file=sys.stderr, unit="it", mininterval=1.0,
                    dynamic_ncols=True, desc=self.desc, disable=not self.progress)
         t_start = t_window = time.perf_counter()
-        tokens_window, losses, evaluated = state.tokens, [], {}
+        tokens_window, losses = state.tokens, []
+        evaluated = dict.fromkeys(self.objective.eval_splits, math.nan)  # until an evaluation runs
         while state.iter < cfg.max_iters:
             loss, tokens, aux = self.step(state.iter)
             state.iter += 1

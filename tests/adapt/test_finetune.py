@@ -74,6 +74,10 @@ def test_resume_continues_to_the_same_losses(base, corpus, tmp_path):
     whole, split = _losses(tmp_path / "whole"), _losses(tmp_path / "split")
     assert list(split) == list(range(1, 13))
     assert all(whole[i] == pytest.approx(split[i], abs=1e-6) for i in range(9, 13))
+    checkpoint = tmp_path / "split" / "checkpoint"  # only the trained parameters: the base stays where it was
+    saved = load_file(str(checkpoint / "trainable.safetensors"))
+    assert saved and all(".lora_A." in k or ".lora_B." in k for k in saved)
+    assert not (checkpoint / "model.safetensors").exists()
 
 
 def test_cli_finetune_then_merge_then_generate(base, corpus, tmp_path, capsys):
