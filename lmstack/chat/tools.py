@@ -13,9 +13,9 @@ import math
 import operator
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from lmstack.errors import LmstackError
 from lmstack.retrieval.index import Retriever

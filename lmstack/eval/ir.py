@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from lmstack.errors import LmstackError
 from lmstack.io import read_json

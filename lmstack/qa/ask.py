@@ -37,7 +37,8 @@ def read_passages(reader: Reader, question: str, hits: list[tuple[str, str]]) ->
     examples = [SquadExample(pid, question, text, passage_id=pid) for pid, text in hits]
     preds = reader.predict(examples, null_threshold=None)
     thresh = reader.settings.null_threshold
-    answering = [(p.score, pid) for pid, p in preds.items() if p.text and (thresh is None or p.null_score_diff <= thresh)]
+    answering = [(p.score, pid) for pid, p in preds.items()
+                 if p.text and (thresh is None or p.null_score_diff <= thresh)]
     if not answering:
         return None, None, preds
     _, pid = max(answering)
@@ -76,7 +77,8 @@ def ask(question: str, index: Path = Path("runs/index"), reader: Path | None = N
     found = retriever.search(question, k)
     hits = [(pid, retriever.text(pid)) for pid, _ in found]
     t1 = time.perf_counter()
-    out: dict = {"question": question, "answer": "", "score": None, "cited": [], "mode": "reader" if reader else "generator"}
+    out: dict = {"question": question, "answer": "", "score": None, "cited": [],
+                 "mode": "reader" if reader else "generator"}
     if hits and reader is not None:
         best, pid, _ = read_passages(Reader.load(reader), question, hits)
         if best is not None:

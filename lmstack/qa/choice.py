@@ -26,9 +26,9 @@ from lmstack.model.hf import load_model
 from lmstack.model.hf_bert import load_encoder, write_encoder_files
 from lmstack.model.transformer import Transformer
 from lmstack.qa.squad import CJK, SquadExample, read_squad
-from lmstack.retrieval.epoch_tasks import EpochObjective, train_epochs
 from lmstack.retrieval.starting_points import fresh_encoder
 from lmstack.text.tokenizer import Tokenizer
+from lmstack.train.objectives.epochs import EpochObjective, train_epochs
 
 
 @dataclass

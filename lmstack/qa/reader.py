@@ -33,8 +33,8 @@ from lmstack.qa.features import Feature, collate, make_features
 from lmstack.qa.metrics import squad_scores
 from lmstack.qa.span_objective import SpanStartEndCE
 from lmstack.qa.squad import SquadExample, read_squad, split_by_context, write_predictions
-from lmstack.retrieval.epoch_tasks import train_epochs
 from lmstack.text.tokenizer import Tokenizer, train_bpe, train_char
+from lmstack.train.objectives.epochs import train_epochs
 
 
 @dataclass

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmstack.qa.features import Feature, collate
-from lmstack.retrieval.epoch_tasks import EpochObjective
+from lmstack.train.objectives.epochs import EpochObjective
 
 
 class SpanStartEndCE(EpochObjective):

@@ -4,5 +4,5 @@ One module per job: ``documents`` / ``text`` / ``bm25`` / ``dense`` / ``hybrid``
 indexes; ``dual_encoder`` and ``cross_encoder`` are the neural models (with their InfoNCE and listwise losses);
 ``starting_points`` builds or loads what training starts from, ``pairs`` reads training examples, ``negatives``
 mines hard ones from an index, ``dense_training`` / ``rerank_training`` are their objectives on the one Trainer
-(``epoch_tasks``), and ``commands`` holds ``lmstack train-dense`` / ``train-rerank``.
+(``train.objectives.epochs``), and ``commands`` holds ``lmstack train-dense`` / ``train-rerank``.
 """

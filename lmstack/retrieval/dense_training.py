@@ -15,10 +15,10 @@ from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
 from lmstack.model.config import ModelConfig
 from lmstack.retrieval.dual_encoder import DualEncoder, Pooling, info_nce
-from lmstack.retrieval.epoch_tasks import EpochObjective, train_epochs
 from lmstack.retrieval.pairs import PairExample
 from lmstack.retrieval.starting_points import dense_starting_point
 from lmstack.text.tokenizer import Tokenizer
+from lmstack.train.objectives.epochs import EpochObjective, train_epochs
 
 
 class InBatchInfoNCE(EpochObjective):

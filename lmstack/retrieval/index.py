@@ -184,7 +184,7 @@ class Retriever:
 
     @classmethod
     def load(cls, path: str | Path, *, analyzer: Analyzer | None = None, encoder: Encoder | str | Path | None = None,
-             reranker: Reranker | str | Path | None = None, depth: int = 50) -> "Retriever":
+             reranker: Reranker | str | Path | None = None, depth: int = 50) -> Retriever:
         """Open an index. ``analyzer``/``encoder`` (default: the index's own) must match those it was built with;
         ``reranker`` (a cross-encoder or its directory) re-scores the top ``depth`` candidates."""
         path = Path(path)
@@ -328,7 +328,7 @@ def search(
     else:
         records = list(read_passages_jsonl(Path(queries)))
         seen: dict[str, str] = {}
-        for where, qid, text in records:
+        for where, qid, _ in records:
             if qid in seen:
                 raise LmstackError(f"{where}: duplicate query id {qid!r} (first at {seen[qid]})")
             seen[qid] = where

@@ -13,10 +13,10 @@ from torch import nn
 from lmstack.devices import resolve_device
 from lmstack.model.config import ModelConfig
 from lmstack.retrieval.cross_encoder import CrossEncoder, listwise_loss
-from lmstack.retrieval.epoch_tasks import EpochObjective, train_epochs
 from lmstack.retrieval.pairs import PairExample
 from lmstack.retrieval.starting_points import rerank_starting_point
 from lmstack.text.tokenizer import Tokenizer
+from lmstack.train.objectives.epochs import EpochObjective, train_epochs
 
 
 def in_batch_negatives(k: int, rows: list[PairExample], n: int) -> list[str]:

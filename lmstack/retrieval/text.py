@@ -106,7 +106,7 @@ class Analyzer:
         return self.describe()["fingerprint"]
 
     @classmethod
-    def from_settings(cls, settings: dict) -> "Analyzer":
+    def from_settings(cls, settings: dict) -> Analyzer:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(settings) - known
         if unknown:

@@ -13,8 +13,8 @@ from lmstack.text.tokenizer import train_bpe, train_char
 
 
 def to_example(r: dict) -> SquadExample:
-    return SquadExample(r["id"], r["question"], r["context"], [Answer(a["text"], a["answer_start"]) for a in r["answers"]],
-                   r["is_impossible"], r["lang"], r["passage_id"])
+    answers = [Answer(a["text"], a["answer_start"]) for a in r["answers"]]
+    return SquadExample(r["id"], r["question"], r["context"], answers, r["is_impossible"], r["lang"], r["passage_id"])
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,18 @@ import math
 
 import pytest
 
-from lmstack.qa.metrics import (best_threshold, cmrc_exact, cmrc_f1, longest_common_substring, mixed_segmentation,
-                                normalize_answer, score, squad_exact, squad_f1, squad_scores)
+from lmstack.qa.metrics import (
+    best_threshold,
+    cmrc_exact,
+    cmrc_f1,
+    longest_common_substring,
+    mixed_segmentation,
+    normalize_answer,
+    score,
+    squad_exact,
+    squad_f1,
+    squad_scores,
+)
 
 
 def test_squad_normalisation_drops_case_punctuation_articles_and_spaces():

@@ -3,8 +3,15 @@ import json
 import pytest
 
 from lmstack.errors import LmstackError
-from lmstack.qa.reader import (Reader, ReaderSettings, new_reader, qa_eval, score_predictions, train_reader,
-                               train_reader_model)
+from lmstack.qa.reader import (
+    Reader,
+    ReaderSettings,
+    new_reader,
+    qa_eval,
+    score_predictions,
+    train_reader,
+    train_reader_model,
+)
 
 
 def english_people(examples, n):

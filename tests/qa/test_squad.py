@@ -40,7 +40,8 @@ def test_read_repairs_offsets_counts_skips_and_keeps_unlocated_answers_for_scori
 def test_a_missing_field_is_one_line_naming_file_and_field(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(squad([{"id": "1", "answers": []}])), encoding="utf-8")
-    with pytest.raises(LmstackError, match=r"bad\.json: data\[0\]\.paragraphs\[0\]\.qas\[0\]: missing field 'question'"):
+    where = r"bad\.json: data\[0\]\.paragraphs\[0\]\.qas\[0\]"
+    with pytest.raises(LmstackError, match=where + ": missing field 'question'"):
         read_squad(path)
     path.write_text('{"id": "1", "question": "q", "answers": []}\n', encoding="utf-8")
     jsonl = path.rename(tmp_path / "bad.jsonl")

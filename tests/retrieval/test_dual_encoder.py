@@ -120,7 +120,8 @@ def _minilm_folder(package):
 
 def test_train_dense_cli_shape(pairs, tokenizer, tmp_path):
     data = tmp_path / "train.jsonl"
-    rows = [{"query": q, "positive": p, "negatives": [pairs[(i + 1) % len(pairs)][1]]} for i, (q, p) in enumerate(pairs)]
+    rows = [{"query": q, "positive": p, "negatives": [pairs[(i + 1) % len(pairs)][1]]}
+            for i, (q, p) in enumerate(pairs)]
     data.write_text("\n".join(json.dumps(r) for r in rows[:8]) + "\n")
     tokenizer.save(tmp_path / "tok")
     result = train_dense(data, tmp_path / "out", encoder="bert-tiny", tokenizer=tmp_path / "tok", batch_size=4)
