@@ -28,9 +28,11 @@ import torch
 
 from lmstack.devices import resolve_device
 from lmstack.eval.ir import evaluate
-from lmstack.retrieval.cross_encoder import CrossEncoder, train_cross_encoder
-from lmstack.retrieval.dual_encoder import DualEncoder, train_dual_encoder
+from lmstack.retrieval.cross_encoder import CrossEncoder
+from lmstack.retrieval.dense_training import train_dual_encoder
+from lmstack.retrieval.dual_encoder import DualEncoder
 from lmstack.retrieval.hybrid import rrf
+from lmstack.retrieval.rerank_training import train_cross_encoder
 
 DEPTH = 20
 HOLDOUT = 0.3

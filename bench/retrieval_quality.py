@@ -27,8 +27,8 @@ import bm25s
 from lmstack.errors import LmstackError
 from lmstack.eval.ir import evaluate
 from lmstack.retrieval.bm25 import VARIANTS
-from lmstack.retrieval.documents import Passage, read_jsonl
-from lmstack.retrieval.index import Retriever, build, load_encoder, load_reranker
+from lmstack.retrieval.documents import Passage, read_passages_jsonl
+from lmstack.retrieval.index import Retriever, build, load_dense_encoder, load_reranker
 from lmstack.retrieval.text import Analyzer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -57,7 +57,7 @@ def squad(name: str, path: Path) -> Dataset:
 
 
 def synth(folder: Path) -> Dataset:
-    passages = [Passage(pid, text) for _, pid, text in read_jsonl(folder / "qa_passages.jsonl")]
+    passages = [Passage(pid, text) for _, pid, text in read_passages_jsonl(folder / "qa_passages.jsonl")]
     queries, qrels = {}, {}
     with open(folder / "qa_test.jsonl", encoding="utf-8") as f:
         for n, line in enumerate(f):
@@ -105,7 +105,7 @@ def lmstack_rows(dataset: Dataset, work: Path, args: argparse.Namespace) -> list
         build(dataset.passages, work / "idx", analyzer=analyzer, bm25={"variant": variant})
         rows.append((label, run_of(Retriever.load(work / "idx"))))
     if args.encoder:
-        encoder = load_encoder(args.encoder)
+        encoder = load_dense_encoder(args.encoder)
         build(dataset.passages, work / "idx", method="hybrid", encoder=encoder, encoder_path=args.encoder,
               batch_size=args.batch_size, show_progress=True)
         retriever = Retriever.load(work / "idx", encoder=encoder)

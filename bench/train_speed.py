@@ -42,11 +42,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmstack.text.tokenizer import train_char
 from lmstack.model import build_model, preset
+from lmstack.text.tokenizer import train_char
 from lmstack.train.config import TrainConfig
-from lmstack.train.loop import Run, causal_lm_loss
-from lmstack.train.optim import build_optimizer
+from lmstack.train.objectives.causal import CausalLM, causal_lm_loss
+from lmstack.train.trainer import Trainer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 NANOGPT = {"ms_per_iter": 34.5, "tokens_per_s": 22_300, "val_loss": 1.8857, "train_loss": 1.7648}
@@ -60,7 +60,7 @@ VARIANTS = {
 
 
 class ArrayData:
-    """A token array with nanoGPT's ``get_batch`` sampling, in the interface ``Run`` reads (TokenShards')."""
+    """A token array with nanoGPT's ``get_batch`` sampling, in the interface ``CausalLM`` reads (TokenShards')."""
 
     def __init__(self, tokens: np.ndarray):
         self.tokens = torch.from_numpy(tokens.astype(np.int64))
@@ -73,13 +73,15 @@ class ArrayData:
 
 class Prefetched:
     """nanoGPT's batch order: the first batch is drawn before the loop, each next one right after the forward
-    pass of a step (so the estimates at iteration 0 come after the first training batch)."""
+    pass of a step (so the estimates at iteration 0 come after the first training batch). Every draw, the
+    estimates' too, comes from the one ``generator`` (the one the weights were initialised from), as nanoGPT's."""
 
     def __init__(self, data: ArrayData, batch_size: int, block_size: int, generator: torch.Generator):
-        self.data, self.next = data, data.batch(batch_size, block_size, generator)
+        self.data, self.generator = data, generator
+        self.next = data.batch(batch_size, block_size, generator)
 
-    def batch(self, batch_size: int, block_size: int, generator: torch.Generator):
-        current, self.next = self.next, self.data.batch(batch_size, block_size, generator)
+    def batch(self, batch_size: int, block_size: int, _: torch.Generator):
+        current, self.next = self.next, self.data.batch(batch_size, block_size, self.generator)
         return current
 
 
@@ -102,23 +104,24 @@ def nanogpt_init(model: torch.nn.Module, g: torch.Generator) -> None:
                 torch.nn.init.normal_(w, mean=0.0, std=0.02 / math.sqrt(2 * len(model.blocks)), generator=g)
 
 
-def build_run(name: str, train: ArrayData, val: ArrayData, vocab: int, iters: int, seed: int) -> Run:
-    cfg = TrainConfig(max_iters=iters, lr_decay_iters=2000, seed=seed, eval_iters=EVAL_ITERS, **VARIANTS[name])
+def build_run(name: str, train: ArrayData, val: ArrayData, vocab: int, iters: int, seed: int) -> Trainer:
+    cfg = TrainConfig(max_iters=iters, lr_decay_iters=2000, seed=seed, eval_iters=EVAL_ITERS, device="cpu",
+                      **VARIANTS[name])
     model = build_model(preset("tiny", vocab_size=vocab))
     g = torch.Generator().manual_seed(cfg.seed)
     nanogpt_init(model, g)
-    batches = Prefetched(train, cfg.batch_size, model.config.block_size, g)
-    return Run(model, build_optimizer(model, cfg, "cpu"), cfg, batches, val, g, torch.device("cpu"),
-               model.config.block_size)
+    block = model.config.block_size
+    objective = CausalLM(Prefetched(train, cfg.batch_size, block, g), val, cfg.batch_size, block)
+    return Trainer(objective, cfg, model=model, progress=False)
 
 
 @torch.no_grad()
-def estimate(run: Run, data: ArrayData) -> float:
+def estimate(run: Trainer, data: ArrayData) -> float:
     """nanoGPT's estimate_loss for one split: the mean loss of ``eval_iters`` batches from the run's own stream."""
     run.model.eval()
     losses = torch.zeros(run.cfg.eval_iters)
     for k in range(run.cfg.eval_iters):
-        x, y = data.batch(run.cfg.batch_size, run.block, run.data_rng)
+        x, y = data.batch(run.cfg.batch_size, run.objective.block, run.objective.data["train"].generator)
         with run.autocast():
             losses[k] = causal_lm_loss(run.forward(x), y).item()
     run.model.train()
@@ -126,10 +129,11 @@ def estimate(run: Run, data: ArrayData) -> float:
 
 
 @torch.no_grad()
-def full_loss(run: Run, data: ArrayData) -> float:
-    """Mean token cross-entropy over all of ``data`` in non-overlapping ``run.block`` windows, in fp32."""
-    n = (len(data.tokens) - 1) // run.block * run.block
-    x, y = data.tokens[:n].view(-1, run.block), data.tokens[1:n + 1].view(-1, run.block)
+def full_loss(run: Trainer, data: ArrayData) -> float:
+    """Mean token cross-entropy over all of ``data`` in non-overlapping windows of the run's block, in fp32."""
+    block = run.objective.block
+    n = (len(data.tokens) - 1) // block * block
+    x, y = data.tokens[:n].view(-1, block), data.tokens[1:n + 1].view(-1, block)
     run.model.eval()
     total = sum(F.cross_entropy(run.model(xb).float().flatten(0, 1), yb.reshape(-1), reduction="sum").item()
                 for xb, yb in zip(x.split(256), y.split(256)))

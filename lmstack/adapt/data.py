@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
+from lmstack.errors import LmstackError
 from lmstack.text.chat_template import assistant_spans
 from lmstack.text.tokenizer import Tokenizer
-from lmstack.errors import LmstackError
-
-IGNORE = -100
+from lmstack.train.objectives.causal import IGNORE
 
 
 @dataclass

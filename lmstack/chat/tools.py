@@ -13,11 +13,12 @@ import math
 import operator
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from lmstack.errors import LmstackError
+from lmstack.retrieval.index import Retriever
 
 CALCULATOR_SPEC = {
     "name": "calculator",
@@ -158,7 +159,6 @@ def open_index(path: str | Path):
     """A retrieval index folder (``lmstack index``) as a Retriever, or any folder of .txt/.md files."""
     path = Path(path)
     if (path / "manifest.json").is_file():
-        from lmstack.retrieval.index import Retriever
         return Retriever.load(path)
     return FolderIndex(path)
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from lmstack.errors import LmstackError
 from lmstack.io import read_json
+from lmstack.retrieval.documents import read_passages_jsonl
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, list[str]]
@@ -137,12 +138,10 @@ def ir_eval(*, run: Path, qrels: Path, k: int = 10, index: Path | None = None) -
                 "run_queries_without_qrels": "run queries have no qrels: ignored",
                 "qrels_queries_without_relevant": "qrels queries judge nothing relevant: ignored"}
     if index is not None:
-        from lmstack.retrieval.documents import read_jsonl
-
         passages = Path(index) / "passages.jsonl"
         if not passages.is_file():
             raise LmstackError(f"--index {index}: not an lmstack index (no passages.jsonl)")
-        known = {pid for _, pid, _ in read_jsonl(passages)}
+        known = {pid for _, pid, _ in read_passages_jsonl(passages)}
         result["relevant_ids_not_in_index"] = sum(
             1 for rels in judgements.values() for d, r in rels.items() if r > 0 and d not in known)
         warnings["relevant_ids_not_in_index"] = f"relevant passage ids in the qrels are not in {index}"

@@ -16,9 +16,14 @@ import time
 from pathlib import Path
 
 from lmstack.errors import LmstackError
+from lmstack.generate.api import generate
 from lmstack.io import read_jsonl
-from lmstack.qa.reader import Prediction, Reader, ReaderSettings, fit, new_reader, score_predictions
-from lmstack.qa.squad import Example, read_squad
+from lmstack.model.hf import load_model
+from lmstack.qa.reader import Prediction, Reader, ReaderSettings, new_reader, score_predictions, train_reader_model
+from lmstack.qa.squad import SquadExample, read_squad
+from lmstack.retrieval.documents import Passage
+from lmstack.retrieval.index import Retriever, build
+from lmstack.text.tokenizer import IM_END, Tokenizer
 
 CITATION = re.compile(r"\[([^\[\]\s]+)\]")
 SYSTEM = ("Answer the question using only the passages below, briefly. After the answer, cite the id of each "
@@ -29,10 +34,11 @@ def read_passages(reader: Reader, question: str, hits: list[tuple[str, str]]) ->
                                                                                       dict[str, Prediction]]:
     """The best answering span over ``hits`` [(passage id, text)]: (prediction, its passage id, all
     predictions). A passage whose null score wins (SQuAD v2 readers) offers no answer."""
-    examples = [Example(pid, question, text, passage_id=pid) for pid, text in hits]
+    examples = [SquadExample(pid, question, text, passage_id=pid) for pid, text in hits]
     preds = reader.predict(examples, null_threshold=None)
     thresh = reader.settings.null_threshold
-    answering = [(p.score, pid) for pid, p in preds.items() if p.text and (thresh is None or p.null_score_diff <= thresh)]
+    answering = [(p.score, pid) for pid, p in preds.items()
+                 if p.text and (thresh is None or p.null_score_diff <= thresh)]
     if not answering:
         return None, None, preds
     _, pid = max(answering)
@@ -60,8 +66,6 @@ def ask(question: str, index: Path = Path("runs/index"), reader: Path | None = N
         k: passages to retrieve
         max_new_tokens: the longest generated answer
     """
-    from lmstack.retrieval.index import Retriever
-
     if not question.strip():
         raise LmstackError("the question is empty")
     if (reader is None) == (generator is None):
@@ -73,7 +77,8 @@ def ask(question: str, index: Path = Path("runs/index"), reader: Path | None = N
     found = retriever.search(question, k)
     hits = [(pid, retriever.text(pid)) for pid, _ in found]
     t1 = time.perf_counter()
-    out: dict = {"question": question, "answer": "", "score": None, "cited": [], "mode": "reader" if reader else "generator"}
+    out: dict = {"question": question, "answer": "", "score": None, "cited": [],
+                 "mode": "reader" if reader else "generator"}
     if hits and reader is not None:
         best, pid, _ = read_passages(Reader.load(reader), question, hits)
         if best is not None:
@@ -88,10 +93,6 @@ def ask(question: str, index: Path = Path("runs/index"), reader: Path | None = N
 
 def generate_answer(model_dir: Path, question: str, hits: list[tuple[str, str]], max_new_tokens: int) -> dict:
     """Decode an answer from a chat prompt holding the passages; keep the cited ids that were retrieved."""
-    from lmstack.text.tokenizer import IM_END, Tokenizer
-    from lmstack.generate.api import generate
-    from lmstack.model.hf import load_model
-
     model, tokenizer = load_model(model_dir).eval(), Tokenizer.load(model_dir)
     prompt = generation_prompt(tokenizer, question, hits)
     stop = [IM_END] if tokenizer.token_to_id(IM_END) is not None else []
@@ -106,9 +107,6 @@ def qa_demo_step(out_dir: str | Path, corpus_dir: str | Path, seconds: float = 3
     """The demo's QA stage over ``lmstack synth`` output (qa_passages/qa_train/qa_test.jsonl): build a BM25
     index, train a tiny reader for about ``seconds``, then answer the held-out questions from the index.
     Returns retrieval recall, reader EM/F1 on the gold passage and end-to-end EM/F1, with example answers."""
-    from lmstack.retrieval.documents import Passage
-    from lmstack.retrieval.index import Retriever, build
-
     start = time.perf_counter()
     out_dir, corpus_dir = Path(out_dir), Path(corpus_dir)
     passages = [p for _, p in read_jsonl(corpus_dir / "qa_passages.jsonl")]
@@ -117,7 +115,7 @@ def qa_demo_step(out_dir: str | Path, corpus_dir: str | Path, seconds: float = 3
     train, _ = read_squad(corpus_dir / "qa_train.jsonl")
     test, _ = read_squad(corpus_dir / "qa_test.jsonl")
     reader = new_reader(train, vocab_size=1000, settings=ReaderSettings(max_len=112, doc_stride=48), n_embd=64)
-    trained = fit(reader, train, epochs=50, lr=3e-3, max_seconds=seconds)
+    trained = train_reader_model(reader, train, epochs=50, lr=3e-3, max_seconds=seconds)
     reader.save(out_dir / "reader")
     closed = score_predictions(test, reader.predict(test, null_threshold=None), reader.settings.null_threshold)
 

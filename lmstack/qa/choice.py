@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from lmstack.data.synth.qa import QA_FORMAT
-from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, read_jsonl
 from lmstack.model.encoder_text import encode_pairs
@@ -25,9 +25,10 @@ from lmstack.model.families.bert import load_encoder
 from lmstack.model.heads import EncoderForMultipleChoice
 from lmstack.model.hf import load_model, write_model_files
 from lmstack.model.transformer import Transformer
-from lmstack.qa.squad import CJK, Example, read_squad
-from lmstack.retrieval.dual_encoder import fresh_encoder
-from lmstack.train.epochs import fit
+from lmstack.qa.squad import CJK, SquadExample, read_squad
+from lmstack.retrieval.starting_points import fresh_encoder
+from lmstack.text.tokenizer import Tokenizer
+from lmstack.train.objectives.epochs import EpochObjective, train_epochs
 
 
 @dataclass
@@ -37,7 +38,7 @@ class ChoiceItem:
     label: int  # index of the right option
 
 
-def choices_from_examples(examples: list[Example], n_options: int = 4, seed: int = 0) -> list[ChoiceItem]:
+def choices_from_examples(examples: list[SquadExample], n_options: int = 4, seed: int = 0) -> list[ChoiceItem]:
     """Multiple-choice items from extractive ones: the gold answer among wrong answers to questions of the
     same language, shuffled (answerable examples only)."""
     rng = random.Random(seed)
@@ -116,15 +117,33 @@ def predict_choices(model: EncoderForMultipleChoice, tokenizer: Tokenizer, items
     return out
 
 
+class ChoiceCE(EpochObjective):
+    """Seeded epochs over choice items: the softmax over each item's C option scores, cross-entropy on the
+    right one, ``L = -1/B sum_b log softmax(scores_b)[label_b]`` (Devlin et al. 2019's SWAG recipe)."""
+
+    def __init__(self, tokenizer: Tokenizer, items: list[ChoiceItem], batch_size: int, seed: int, max_len: int):
+        super().__init__(items, batch_size, seed)
+        self.tokenizer, self.max_len = tokenizer, max_len
+
+    def batch(self, split: str, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        items = super().batch(split, rng)
+        labels = torch.tensor([it.label for it in items])
+        return {**encode_choices(self.tokenizer, items, self.max_len), "labels": labels}
+
+    def count(self, batch: dict[str, torch.Tensor]) -> int:
+        return len(batch["labels"])
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        scores = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        return F.cross_entropy(scores, batch["labels"]), {}
+
+
 def train_choice(model: EncoderForMultipleChoice, tokenizer: Tokenizer, items: list[ChoiceItem], epochs: int = 3,
                  batch_size: int = 16, lr: float = 1e-3, max_len: int = 128, seed: int = 0) -> dict[str, float]:
-    """Fine-tune the choice head and encoder: cross-entropy of the softmax over each item's option scores."""
+    """Fine-tune the choice head and encoder on ``ChoiceCE`` (where the model is)."""
     torch.manual_seed(seed)
-
-    def loss_of(batch: list[ChoiceItem]) -> torch.Tensor:
-        return F.cross_entropy(model(**encode_choices(tokenizer, batch, max_len)), torch.tensor([it.label for it in batch]))
-
-    run = fit(model, list(items), loss_of, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, desc="train choice")
+    run = train_epochs(ChoiceCE(tokenizer, list(items), batch_size, seed, max_len), model, epochs=epochs, lr=lr,
+                       seed=seed, desc="train choice")
     return {"steps": run["steps"], "loss_first": run["loss_first"], "loss_last": run["loss_last"],
             "seconds": run["seconds"]}
 

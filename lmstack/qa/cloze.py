@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.model.encoder_text import specials
-from lmstack.model.families.bert import load_encoder
 from lmstack.model.heads import EncoderForMaskedLM
+from lmstack.model.families.bert import load_encoder
+from lmstack.text.tokenizer import Tokenizer
 
 SLOT = "{mask}"
 
@@ -56,14 +56,16 @@ def cloze_scores(model: EncoderForMaskedLM, tokenizer: Tokenizer, pattern: str, 
 
 
 @torch.no_grad()
-def cloze_answer(model: EncoderForMaskedLM, tokenizer: Tokenizer, pattern: str, candidates: list[str]) -> tuple[int, list[float]]:
+def cloze_answer(model: EncoderForMaskedLM, tokenizer: Tokenizer, pattern: str,
+                 candidates: list[str]) -> tuple[int, list[float]]:
     """The candidate that best fills ``pattern``'s slot, and every candidate's score."""
     model.eval()
     scores = cloze_scores(model, tokenizer, pattern, candidates).tolist()
     return max(range(len(scores)), key=scores.__getitem__), scores
 
 
-def pet_loss(model: EncoderForMaskedLM, tokenizer: Tokenizer, pattern: str, verbalizer: list[str], label: int) -> torch.Tensor:
+def pet_loss(model: EncoderForMaskedLM, tokenizer: Tokenizer, pattern: str, verbalizer: list[str],
+             label: int) -> torch.Tensor:
     """PET's objective for one input: cross-entropy of the softmax over the verbalizer words' scores."""
     return F.cross_entropy(cloze_scores(model, tokenizer, pattern, verbalizer)[None], torch.tensor([label]))
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.model.encoder_text import specials
-from lmstack.qa.squad import Example
+from lmstack.qa.squad import SquadExample
+from lmstack.text.tokenizer import Tokenizer
 
 
 @dataclass
@@ -47,7 +47,7 @@ def windows(n: int, size: int, stride: int) -> list[int]:
     return starts
 
 
-def make_features(tokenizer: Tokenizer, examples: list[Example], max_len: int = 384, doc_stride: int = 128,
+def make_features(tokenizer: Tokenizer, examples: list[SquadExample], max_len: int = 384, doc_stride: int = 128,
                   max_query_len: int = 64, train: bool = False) -> list[Feature]:
     """Windows of every example. With ``train``, an answerable example whose answers could not be located
     in its context (start -1) makes no features: it has no span to learn from."""

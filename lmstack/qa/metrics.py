@@ -102,8 +102,8 @@ def score(golds: list[str], pred: str, lang: str = "en") -> tuple[float, float]:
     return max(squad_exact(g, pred) for g in golds), max(squad_f1(g, pred) for g in golds)
 
 
-def evaluate(golds: dict[str, list[str]], preds: dict[str, str], langs: dict[str, str] | None = None,
-             na_probs: dict[str, float] | None = None, na_prob_thresh: float = 1.0) -> dict[str, float]:
+def squad_scores(golds: dict[str, list[str]], preds: dict[str, str], langs: dict[str, str] | None = None,
+                 na_probs: dict[str, float] | None = None, na_prob_thresh: float = 1.0) -> dict[str, float]:
     """SQuAD v2-style figures in percent: exact, f1, total, and HasAns_/NoAns_ subsets where present.
 
     ``golds`` maps question id -> gold answer texts (empty list = unanswerable); a question without a

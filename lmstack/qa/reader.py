@@ -21,7 +21,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from lmstack.text.tokenizer import Tokenizer, train_bpe, train_char
 from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json
@@ -31,9 +30,11 @@ from lmstack.model.families.bert import build_encoder, load_encoder
 from lmstack.model.heads import EncoderForQuestionAnswering
 from lmstack.model.hf import write_model_files
 from lmstack.qa.features import Feature, collate, make_features
-from lmstack.qa.metrics import evaluate
-from lmstack.qa.squad import Example, read_squad, split_by_context, write_predictions
-from lmstack.train.epochs import fit as train_epochs
+from lmstack.qa.metrics import squad_scores
+from lmstack.qa.span_objective import SpanStartEndCE
+from lmstack.qa.squad import SquadExample, read_squad, split_by_context, write_predictions
+from lmstack.text.tokenizer import Tokenizer, train_bpe, train_char
+from lmstack.train.objectives.epochs import train_epochs
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Prediction:
     nbest: list[tuple[str, float]] = dataclasses.field(default_factory=list)  # (text, probability)
 
 
-def postprocess(examples: list[Example], features: list[Feature], start_logits: torch.Tensor,
+def postprocess(examples: list[SquadExample], features: list[Feature], start_logits: torch.Tensor,
                 end_logits: torch.Tensor, n_best: int = 20, max_answer_len: int = 30,
                 null_threshold: float | None = 0.0) -> dict[str, Prediction]:
     """Best answer per example from per-window start/end logits ([N, T], padded positions ignored).
@@ -116,7 +117,8 @@ class Reader:
         model, tokenizer = load_encoder(path, head="qa", device=resolve_device(device))
         if tokenizer is None:
             raise LmstackError(f"{path}: reader has no tokenizer.json")
-        settings = ReaderSettings(**read_json(path / "reader.json")) if (path / "reader.json").is_file() else ReaderSettings()
+        saved = path / "reader.json"
+        settings = ReaderSettings(**read_json(saved)) if saved.is_file() else ReaderSettings()
         return cls(model, tokenizer, settings)
 
     def save(self, directory: str | Path) -> Path:
@@ -130,12 +132,12 @@ class Reader:
         device = self.model.qa_outputs.weight.device
         return {k: v.to(device) for k, v in collate(features, specials(self.tokenizer).pad_id).items()}
 
-    def features(self, examples: list[Example], train: bool = False) -> list[Feature]:
+    def features(self, examples: list[SquadExample], train: bool = False) -> list[Feature]:
         s = self.settings
         return make_features(self.tokenizer, examples, s.max_len, s.doc_stride, s.max_query_len, train=train)
 
     @torch.no_grad()
-    def predict(self, examples: list[Example], batch_size: int = 64,
+    def predict(self, examples: list[SquadExample], batch_size: int = 64,
                 null_threshold: float | None | Literal["saved"] = "saved") -> dict[str, Prediction]:
         """Answers keyed by example id; ``null_threshold`` overrides the saved one (None: always answer)."""
         features = self.features(examples)
@@ -157,29 +159,23 @@ def _stack(rows: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([F.pad(r, (0, T - r.numel()), value=-1e4) for r in rows]) if rows else torch.zeros(0, 0)
 
 
-def fit(reader: Reader, examples: list[Example], epochs: int = 3, batch_size: int = 32, lr: float = 1e-3,
-        warmup: float = 0.1, seed: int = 0, max_seconds: float | None = None) -> dict[str, float]:
-    """Train the span head (and encoder) with cross-entropy on start and end positions, AdamW, linear warmup
-    then linear decay. Stops early after ``max_seconds`` of training, if given."""
+def train_reader_model(reader: Reader, examples: list[SquadExample], epochs: int = 3, batch_size: int = 32,
+                       lr: float = 1e-3, warmup: float = 0.1, seed: int = 0,
+                       max_seconds: float | None = None) -> dict[str, float]:
+    """Train the span head (and encoder) with cross-entropy on start and end positions (``SpanStartEndCE``),
+    AdamW, linear warmup then linear decay. Stops early after ``max_seconds`` of training, if given."""
     torch.manual_seed(seed)
     features = reader.features(examples, train=True)
     if not features:
         raise LmstackError("no training features: every example lacks a locatable answer")
-
-    def loss_of(batch: list) -> torch.Tensor:
-        b = reader.batch(batch)
-        s, e = reader.model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
-        mask = b["attention_mask"] == 0
-        return (F.cross_entropy(s.masked_fill(mask, -1e4), b["start_positions"])
-                + F.cross_entropy(e.masked_fill(mask, -1e4), b["end_positions"])) / 2
-
-    run = train_epochs(reader.model, features, loss_of, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                       warmup=warmup, max_seconds=max_seconds, desc="train reader")
+    objective = SpanStartEndCE(features, batch_size, seed, specials(reader.tokenizer).pad_id)
+    run = train_epochs(objective, reader.model, epochs=epochs, lr=lr, seed=seed, warmup=warmup,
+                       max_seconds=max_seconds, desc="train reader")
     return {"features": len(features), "steps": run["steps"], "loss_first": run["loss_first"],
             "loss_last": run["loss_last"], "train_seconds": run["seconds"]}
 
 
-def new_reader(examples: list[Example], preset: str = "bert-tiny", tokenizer: Literal["bpe", "char"] = "bpe",
+def new_reader(examples: list[SquadExample], preset: str = "bert-tiny", tokenizer: Literal["bpe", "char"] = "bpe",
                vocab_size: int = 2000, settings: ReaderSettings | None = None, seed: int = 0,
                device: str | torch.device = "cpu", **model) -> Reader:
     """A randomly initialised reader with a tokenizer trained on the examples' questions and contexts:
@@ -204,7 +200,7 @@ def pretrained_reader(encoder: str | Path, settings: ReaderSettings | None = Non
     return Reader(EncoderForQuestionAnswering(model).to(resolve_device(device)), tok, settings)
 
 
-def _load(data: Path, holdout: float, seed: int, part: Literal["train", "test"]) -> tuple[list[Example], dict]:
+def _load(data: Path, holdout: float, seed: int, part: Literal["train", "test"]) -> tuple[list[SquadExample], dict]:
     examples, report = read_squad(data)
     if holdout > 0:
         train, test = split_by_context(examples, holdout, seed)
@@ -214,8 +210,8 @@ def _load(data: Path, holdout: float, seed: int, part: Literal["train", "test"])
 
 def train_reader(data: Path, out: Path = Path("runs/reader"), encoder: Path | None = None,
                  preset: str = "bert-tiny", n_embd: int | None = None, tokenizer: Literal["bpe", "char"] = "bpe",
-                 vocab_size: int = 2000, max_len: int = 192, doc_stride: int = 64, max_answer_len: int = 30, epochs: int = 3,
-                 batch_size: int = 32, lr: float | None = None, holdout: float = 0.0, seed: int = 0,
+                 vocab_size: int = 2000, max_len: int = 192, doc_stride: int = 64, max_answer_len: int = 30,
+                 epochs: int = 3, batch_size: int = 32, lr: float | None = None, holdout: float = 0.0, seed: int = 0,
                  max_seconds: float | None = None, device: str = "auto") -> dict:
     """Train an extractive QA reader on SQuAD-format data (a SQuAD/CMRC .json or lmstack's qa_train.jsonl).
 
@@ -250,25 +246,25 @@ def train_reader(data: Path, out: Path = Path("runs/reader"), encoder: Path | No
     else:
         reader = new_reader(examples, preset, tokenizer, vocab_size, settings, seed, device,
                             **({"n_embd": n_embd} if n_embd else {}))
-    figures = fit(reader, examples, epochs, batch_size, lr or (1e-3 if encoder is None else 5e-5), seed=seed,
-                  max_seconds=max_seconds)
+    figures = train_reader_model(reader, examples, epochs, batch_size, lr or (1e-3 if encoder is None else 5e-5),
+                                 seed=seed, max_seconds=max_seconds)
     reader.save(out)
     return {"out": str(out), "examples": len(examples), **figures, "read": report,
             "seconds": time.perf_counter() - start}
 
 
-def score_predictions(examples: list[Example], predictions: dict[str, Prediction],
+def score_predictions(examples: list[SquadExample], predictions: dict[str, Prediction],
                       null_threshold: float | None = None) -> dict[str, float]:
-    """SQuAD v2 / CMRC figures (see ``metrics.evaluate``) for predictions made with ``null_threshold=None``;
+    """SQuAD v2 / CMRC figures (see ``metrics.squad_scores``) for predictions made with ``null_threshold=None``;
     with a threshold, answers whose null_score_diff exceeds it count as "no answer", and the best threshold
     is searched, as evaluate-v2.0.py does with its na_prob file."""
     golds = {ex.id: [a.text for a in ex.answers] for ex in examples}
     langs = {ex.id: ex.lang for ex in examples}
     texts = {q: p.text for q, p in predictions.items()}
     if null_threshold is None:
-        return evaluate(golds, texts, langs)
+        return squad_scores(golds, texts, langs)
     na = {q: p.null_score_diff for q, p in predictions.items()}
-    return evaluate(golds, texts, langs, na, na_prob_thresh=null_threshold)
+    return squad_scores(golds, texts, langs, na, na_prob_thresh=null_threshold)
 
 
 def qa_eval(data: Path, reader: Path = Path("runs/reader"), holdout: float = 0.0, seed: int = 0,

@@ -30,7 +30,7 @@ class Answer:
 
 
 @dataclass
-class Example:
+class SquadExample:
     """One question over one context; ``answers`` is empty for an unanswerable (v2) question."""
     id: str
     question: str
@@ -63,7 +63,7 @@ def locate(context: str, text: str, start: int) -> int:
     return min(found, key=lambda i: abs(i - start)) if found else -1
 
 
-def read_squad(path: str | Path) -> tuple[list[Example], ReadReport]:
+def read_squad(path: str | Path) -> tuple[list[SquadExample], ReadReport]:
     """Examples from a SQuAD/CMRC ``.json`` file or a ``.jsonl`` file of flat records, and what was repaired."""
     path = Path(path)
     report = ReadReport(str(path))
@@ -98,7 +98,7 @@ def _field(record: Any, name: str, where: str) -> Any:
     return record[name]
 
 
-def _example(r: dict, where: str, report: ReadReport) -> Example | None:
+def _example(r: dict, where: str, report: ReadReport) -> SquadExample | None:
     qid, question, context = (_field(r, name, where) for name in ("id", "question", "context"))
     if not str(question).strip():
         report.empty_questions += 1
@@ -115,10 +115,10 @@ def _example(r: dict, where: str, report: ReadReport) -> Example | None:
     report.questions += 1
     report.answers += len(answers)
     lang = r.get("lang") or ("zh" if CJK.search(context) else "en")
-    return Example(str(qid), question, context, answers, impossible or not answers, lang, r.get("passage_id"))
+    return SquadExample(str(qid), question, context, answers, impossible or not answers, lang, r.get("passage_id"))
 
 
-def write_squad(path: str | Path, examples: list[Example], version: str = "v2.0") -> None:
+def write_squad(path: str | Path, examples: list[SquadExample], version: str = "v2.0") -> None:
     """Write SQuAD JSON: one article, one paragraph per distinct context, in first-seen order."""
     paragraphs: dict[str, list[dict]] = defaultdict(list)
     for ex in examples:
@@ -138,7 +138,8 @@ def write_predictions(path: str | Path, predictions: dict[str, str]) -> None:
         f.write("\n")
 
 
-def split_by_context(examples: list[Example], test_fraction: float, seed: int = 0) -> tuple[list[Example], list[Example]]:
+def split_by_context(examples: list[SquadExample], test_fraction: float,
+                     seed: int = 0) -> tuple[list[SquadExample], list[SquadExample]]:
     """Train/test split that keeps every question about one context on the same side (no context leaks)."""
     contexts = sorted({ex.context for ex in examples})
     random.Random(seed).shuffle(contexts)

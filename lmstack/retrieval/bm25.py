@@ -38,7 +38,7 @@ class BM25Index:
 
     @classmethod
     def build(cls, texts: list[str], analyzer: Analyzer, variant: Variant = "lucene", k1: float = 1.5,
-              b: float = 0.75, delta: float = 0.5, show_progress: bool = False) -> "BM25Index":
+              b: float = 0.75, delta: float = 0.5, show_progress: bool = False) -> BM25Index:
         if variant not in VARIANTS:
             raise LmstackError(f"BM25 variant {variant!r} is not one of {', '.join(VARIANTS)}")
         if not texts:
@@ -78,7 +78,7 @@ class BM25Index:
         self.model.save(str(folder), show_progress=False)
 
     @classmethod
-    def load(cls, folder: Path, analyzer: Analyzer) -> "BM25Index":
+    def load(cls, folder: Path, analyzer: Analyzer) -> BM25Index:
         return cls(bm25s.BM25.load(str(folder), mmap=False, show_progress=False), analyzer)
 
 

@@ -5,6 +5,7 @@ candidates (monoBERT, Nogueira & Cho 2019). Trained listwise: each query's posit
 itself and its negatives (mined hard negatives first, then other queries' positives from the batch).
 On disk it is a ``BertForSequenceClassification`` folder with one label, which is also what
 sentence-transformers' ``CrossEncoder`` reads and writes (ms-marco-MiniLM-L-6-v2 loads here as is).
+Training is ``retrieval.rerank_training``.
 """
 
 from __future__ import annotations
@@ -15,17 +16,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lmstack.text.tokenizer import Tokenizer
-from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json
-from lmstack.model.config import ModelConfig
 from lmstack.model.encoder_text import encode_pairs
 from lmstack.model.heads import EncoderForSequenceClassification
 from lmstack.model.families.bert import fingerprint, load_encoder
 from lmstack.model.hf import write_model_files
-from lmstack.retrieval.dual_encoder import fresh_encoder, read_examples
-from lmstack.train.epochs import fit
+from lmstack.text.tokenizer import Tokenizer
 
 
 class CrossEncoder:
@@ -78,87 +75,12 @@ class CrossEncoder:
         return cls(model, tokenizer, int(min(max_len, model.config.block_size)))
 
 
-def train_cross_encoder(examples: list[tuple[str, str, list[str]]], out: str | Path,
-                        encoder: str | Path | ModelConfig, tokenizer: str | Path | Tokenizer | None = None,
-                        negatives_per_query: int = 3, epochs: int = 1, batch_size: int = 16, lr: float = 5e-5,
-                        max_len: int = 256, seed: int = 0, device: str | torch.device = "cpu",
-                        show_progress: bool = False) -> dict:
-    """Train a cross-encoder on (query, positive, negatives) and save it to ``out``.
+def listwise_loss(logits: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Listwise softmax cross-entropy over groups of consecutive logits, the positive first in each group:
 
-    Each query is scored against its positive and ``negatives_per_query`` negatives (its own first, then
-    the positives of other queries in the batch); the loss is the cross-entropy of the positive's softmax.
-    ``encoder``: a cross-encoder folder to continue, any BERT directory (a new score head goes on top), a
-    ``ModelConfig`` or a preset name (both with ``tokenizer``).
-    """
-    torch.manual_seed(seed)
-    model = _starting_point(encoder, tokenizer, max_len)
-    model.model.to(resolve_device(device))
+        L = -1/G sum_g log( exp(s_g0) / sum_j exp(s_gj) )
 
-    def loss_of(rows: list[tuple[str, str, list[str]]]) -> torch.Tensor:
-        groups = [[pos] + _negatives(k, rows, negatives_per_query) for k, (_, pos, _) in enumerate(rows)]
-        queries = [q for (q, _, _), g in zip(rows, groups) for _ in g]
-        return _listwise_loss(model.logits(queries, [t for g in groups for t in g]), [len(g) for g in groups])
-
-    run = fit(model.model, examples, loss_of, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-              desc="train rerank", show_progress=show_progress)
-    model.save(out)
-    return {"out": str(out), "examples": len(examples), "steps": run["steps"], "first_loss": run["first_loss"],
-            "last_loss": run["last_loss"], "wall_s": run["seconds"], "params": model.model.num_params(),
-            "fingerprint": model.fingerprint}
-
-
-def _negatives(k: int, rows: list[tuple[str, str, list[str]]], n: int) -> list[str]:
-    """Up to ``n`` negatives for row ``k``: its own, then the other rows' positives (not equal to its own)."""
-    own = rows[k][2][:n]
-    others = [pos for j, (_, pos, _) in enumerate(rows) if j != k and pos != rows[k][1]]
-    return own + others[:n - len(own)]
-
-
-def _listwise_loss(logits: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    """Mean over groups of -log softmax(group)[0]: the positive comes first in every group."""
+    ``sizes`` are the group lengths (they may differ: shorter groups are padded with -inf)."""
     groups = logits.float().split(sizes)
     padded = torch.nn.utils.rnn.pad_sequence(list(groups), batch_first=True, padding_value=-math.inf)
     return F.cross_entropy(padded, torch.zeros(len(sizes), dtype=torch.long, device=logits.device))
-
-
-def _starting_point(encoder: str | Path | ModelConfig, tokenizer: str | Path | Tokenizer | None,
-                    max_len: int) -> CrossEncoder:
-    """A cross-encoder folder to continue, or a score head on a fresh encoder or any BERT directory's."""
-    fresh = fresh_encoder(encoder, tokenizer)
-    path = Path(encoder) if fresh is None else None
-    if path is not None and path.is_dir() and \
-            (read_json(path / "config.json").get("architectures") or [None])[0] == "BertForSequenceClassification":
-        model = CrossEncoder.load(path)
-        model.max_len = min(max_len, model.model.config.block_size)
-        return model
-    body, tok = fresh or load_encoder(path, head=None)
-    if tok is None:
-        raise LmstackError(f"{path}: no tokenizer.json beside the encoder")
-    return CrossEncoder(EncoderForSequenceClassification(body, num_labels=1), tok, max_len)
-
-
-def train_rerank(data: Path, out: Path = Path("runs/rerank"), encoder: str = "bert-tiny",
-                 tokenizer: Path | None = None, negatives_per_query: int = 3, epochs: int = 1, batch_size: int = 16,
-                 lr: float = 5e-5, max_len: int = 256, seed: int = 0, device: str = "auto",
-                 negatives_from: Path | None = None, mined_negatives: int = 3) -> dict:
-    """Train a cross-encoder reranker on (query, positive, negatives) with a listwise softmax loss.
-
-    Args:
-        data: .jsonl file, one {"query", "positive", "negatives"?: [...]} object per line
-        out: folder for the trained cross-encoder (BertForSequenceClassification, one label)
-        encoder: model directory to start from (a cross-encoder, or any BERT / lmstack mlm folder), or a preset
-        tokenizer: folder with tokenizer.json, for an encoder built fresh from a preset
-        negatives_per_query: negatives scored with each positive (own hard negatives, then in-batch positives)
-        epochs: passes over the data
-        batch_size: queries per batch
-        lr: AdamW learning rate
-        max_len: tokens per (query, passage) pair, special tokens included
-        seed: shuffling and initialisation seed
-        device: where to train: auto (cuda when available), cpu, cuda, ...
-        negatives_from: index folder (say BM25 over the passages): its top passages for each query that are
-            not the positive become hard negatives
-        mined_negatives: hard negatives mined per query
-    """
-    examples = read_examples(data, negatives_from, mined_negatives)
-    return train_cross_encoder(examples, out, encoder, tokenizer, negatives_per_query, epochs, batch_size, lr, max_len,
-                               seed, device, show_progress=True)

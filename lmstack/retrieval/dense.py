@@ -46,7 +46,7 @@ class DenseIndex:
 
     @classmethod
     def build(cls, vectors: np.ndarray, kind: Kind = "flat", nprobe: int = 16, hnsw_m: int = 32,
-              ef_search: int = 128, seed: int = 0) -> "DenseIndex":
+              ef_search: int = 128, seed: int = 0) -> DenseIndex:
         if kind not in KINDS:
             raise LmstackError(f"dense index kind {kind!r} is not one of {', '.join(KINDS)}")
         n, dim = vectors.shape
@@ -89,5 +89,5 @@ class DenseIndex:
         faiss.write_index(self.index, str(path))
 
     @classmethod
-    def load(cls, path: Path) -> "DenseIndex":
+    def load(cls, path: Path) -> DenseIndex:
         return cls(faiss.read_index(str(path)))

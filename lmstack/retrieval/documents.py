@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from lmstack.data.files import find_files
 from lmstack.errors import LmstackError
-from lmstack.io import read_jsonl as read_json_lines
+from lmstack.io import read_jsonl
 
 SUFFIXES = (".jsonl", ".txt", ".md")
 INDEX_MANIFEST_FORMAT = "lmstack-index-1"
@@ -122,17 +122,17 @@ def _chunk_passages(path: Path, rel: str, size: int, overlap: int, skipped: list
 
 
 def _jsonl_passages(path: Path, skipped: list[str]) -> Iterator[Passage]:
-    for where, pid, text in read_jsonl(path):
+    for where, pid, text in read_passages_jsonl(path):
         if text.strip():
             yield Passage(pid, text)
         else:
             skipped.append(where)
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[str, str, str]]:
+def read_passages_jsonl(path: Path) -> Iterator[tuple[str, str, str]]:
     """(``file:line``, id, text) for each record of a .jsonl file of ``{"id", "text"}`` objects (blank lines
     skipped); anything else is an error naming the line."""
-    for where, rec in read_json_lines(path):
+    for where, rec in read_jsonl(path):
         if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
             raise LmstackError(f"{where}: expected a JSON object with a string 'text' field")
         rid = rec.get("id")

@@ -1,8 +1,9 @@
 """Dense retrieval's encoder: one BERT encoder for queries and passages, pooled to one L2-normalised vector.
 
 A bi-encoder in the style of Sentence-BERT (Reimers & Gurevych 2019) and DPR (Karpukhin et al. 2020), trained
-with the InfoNCE loss (van den Oord et al. 2018): each query must pick its positive passage out of the batch's
-other positives (in-batch negatives) and any mined hard negatives (say, BM25's top non-answers).
+with the InfoNCE loss (van den Oord et al. 2018, ``info_nce``): each query must pick its positive passage out of
+the batch's other positives (in-batch negatives) and any mined hard negatives (say, BM25's top non-answers).
+Training is ``retrieval.dense_training``; the starting points it begins from are ``retrieval.starting_points``.
 
 On disk it is a sentence-transformers folder: a BERT model directory plus ``modules.json``,
 ``1_Pooling/config.json`` and ``sentence_bert_config.json``. So ``DualEncoder.load`` reads a local
@@ -20,17 +21,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from lmstack.text.tokenizer import Tokenizer
-from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
-from lmstack.io import atomic_dir, read_json, read_jsonl, write_json
-from lmstack.model.config import PRESETS, ModelConfig, preset
+from lmstack.io import atomic_dir, read_json, write_json
 from lmstack.model.encoder import Encoder
 from lmstack.model.encoder_text import encode_pairs
 from lmstack.model.heads import pool
-from lmstack.model.families.bert import build_encoder, fingerprint, load_encoder
+from lmstack.model.families.bert import fingerprint, load_encoder
 from lmstack.model.hf import write_model_files
-from lmstack.train.epochs import fit
+from lmstack.text.tokenizer import Tokenizer
 
 Pooling = Literal["mean", "cls"]
 _ST = "sentence_transformers.models."
@@ -121,117 +119,10 @@ def _sentence_transformers_layout(path: Path) -> tuple[Path, Pooling, bool, int 
 
 
 def info_nce(queries: torch.Tensor, docs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """InfoNCE: query i's positive is ``docs[i]``; every other row of ``docs`` is a negative for it."""
+    """InfoNCE (van den Oord et al. 2018): query i's positive is ``docs[i]``; every other row of ``docs``
+    (the batch's other positives, then any hard negatives) is a negative for it.
+
+        L = -1/B sum_i log( exp(q_i . d_i / t) / sum_j exp(q_i . d_j / t) )
+    """
     logits = queries @ docs.T / temperature
     return F.cross_entropy(logits.float(), torch.arange(len(queries), device=logits.device))
-
-
-def train_dual_encoder(pairs: list[tuple[str, str]], out: str | Path, encoder: str | Path | ModelConfig,
-                       tokenizer: str | Path | Tokenizer | None = None, negatives: list[list[str]] | None = None,
-                       pooling: Pooling | None = None, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5,
-                       temperature: float = 0.05, max_len: int = 128, seed: int = 0,
-                       device: str | torch.device = "cpu", show_progress: bool = False) -> dict:
-    """Fine-tune (or train from scratch) a dual encoder on (query, positive passage) pairs; save it to ``out``.
-
-    ``encoder`` is a model directory (a BERT / sentence-transformers folder, or lmstack's MLM output), a
-    ``ModelConfig`` or a preset name (both then need ``tokenizer``). ``negatives[i]`` are hard negatives of
-    query i; every query sees all the batch's passages, positives and hard negatives alike.
-    """
-    if negatives is not None and len(negatives) != len(pairs):
-        raise LmstackError(f"{len(pairs)} pairs but {len(negatives)} lists of negatives")
-    torch.manual_seed(seed)
-    model = starting_point(encoder, tokenizer, pooling, max_len)
-    model.encoder.to(resolve_device(device))
-    rows = list(zip(pairs, negatives or [[] for _ in pairs]))
-
-    def loss_of(batch: list[tuple[tuple[str, str], list[str]]]) -> torch.Tensor:
-        docs = [pos for (_, pos), _ in batch] + [n for _, negs in batch for n in negs]
-        return info_nce(model.embed([q for (q, _), _ in batch]), model.embed(docs), temperature)
-
-    run = fit(model.encoder, rows, loss_of, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-              desc="train dense", show_progress=show_progress)
-    model.save(out)
-    return {"out": str(out), "pairs": len(pairs), "steps": run["steps"], "first_loss": run["first_loss"],
-            "last_loss": run["last_loss"], "wall_s": run["seconds"], "params": model.encoder.num_params(),
-            "fingerprint": model.fingerprint}
-
-
-def starting_point(encoder: str | Path | ModelConfig, tokenizer: str | Path | Tokenizer | None,
-                   pooling: Pooling | None, max_len: int) -> DualEncoder:
-    """The dual encoder training starts from: a saved one (its pooling unless ``pooling`` is given), any BERT
-    directory, or a fresh encoder of a config / preset name with ``tokenizer``'s vocabulary."""
-    fresh = fresh_encoder(encoder, tokenizer)
-    if fresh is not None:
-        return DualEncoder(*fresh, pooling or "mean", max_len)
-    model = DualEncoder.load(encoder)
-    model.pooling = pooling or model.pooling
-    model.max_len = min(max_len, model.encoder.config.block_size)
-    return model
-
-
-def fresh_encoder(encoder: str | Path | ModelConfig, tokenizer: str | Path | Tokenizer | None
-                  ) -> tuple[Encoder, Tokenizer] | None:
-    """A new encoder for a ``ModelConfig`` or preset name, sized to ``tokenizer``'s vocabulary; None when
-    ``encoder`` is a directory (which brings its own tokenizer)."""
-    if not (isinstance(encoder, ModelConfig) or (isinstance(encoder, str) and encoder in PRESETS
-                                                 and not Path(encoder).exists())):
-        if tokenizer is not None:
-            raise LmstackError(f"{encoder}: a saved encoder brings its own tokenizer; drop the tokenizer argument")
-        return None
-    if tokenizer is None:
-        raise LmstackError(f"encoder {encoder if isinstance(encoder, str) else 'config'} is built fresh: give a "
-                           "tokenizer (a folder with tokenizer.json, e.g. one lmstack prepare wrote)")
-    tok = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.load(tokenizer)
-    config = encoder if isinstance(encoder, ModelConfig) else preset(encoder)
-    return build_encoder(config.replace(vocab_size=tok.vocab_size)), tok
-
-
-def read_examples(path: str | Path, negatives_from: str | Path | None = None,
-                  mined: int = 3) -> list[tuple[str, str, list[str]]]:
-    """(query, positive, negatives) from a .jsonl of {"query": str, "positive": str, "negatives"?: [str]}, with
-    ``mined`` more negatives per query from the index at ``negatives_from`` if given."""
-    path = Path(path)
-    examples = []
-    for where, row in read_jsonl(path):
-        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("query", "positive")):
-            raise LmstackError(f"{where}: expected an object with string fields 'query' and 'positive'")
-        negs = row.get("negatives", [])
-        if not isinstance(negs, list) or not all(isinstance(x, str) for x in negs):
-            raise LmstackError(f"{where}: 'negatives' must be a list of strings")
-        examples.append((row["query"], row["positive"], negs))
-    if not examples:
-        raise LmstackError(f"{path}: no examples")
-    if negatives_from is None:
-        return examples
-    from lmstack.retrieval.negatives import mine_negatives  # loads bm25s and faiss: only when mining
-
-    return mine_negatives(examples, negatives_from, mined)
-
-
-def train_dense(data: Path, out: Path = Path("runs/dense"), encoder: str = "bert-tiny", tokenizer: Path | None = None,
-                pooling: Pooling | None = None, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5,
-                temperature: float = 0.05, max_len: int = 128, seed: int = 0, device: str = "auto",
-                negatives_from: Path | None = None, mined_negatives: int = 3) -> dict:
-    """Train a dual encoder (bi-encoder) for dense retrieval with in-batch and hard negatives (InfoNCE).
-
-    Args:
-        data: .jsonl file, one {"query", "positive", "negatives"?: [...]} object per line
-        out: folder for the trained encoder (a sentence-transformers / BERT folder)
-        encoder: model directory to start from (BERT, sentence-transformers, lmstack mlm), or a preset name
-        tokenizer: folder with tokenizer.json, for an encoder built fresh from a preset
-        pooling: mean or cls; unset keeps a saved encoder's pooling (mean for a fresh one)
-        epochs: passes over the data
-        batch_size: queries per batch (each sees the batch's other passages as negatives)
-        lr: AdamW learning rate
-        temperature: softmax temperature of the InfoNCE loss
-        max_len: tokens per text, [CLS] and [SEP] included
-        seed: shuffling and initialisation seed
-        device: where to train: auto (cuda when available), cpu, cuda, ...
-        negatives_from: index folder (say BM25 over the passages): its top passages for each query that are
-            not the positive become hard negatives
-        mined_negatives: hard negatives mined per query
-    """
-    examples = read_examples(data, negatives_from, mined_negatives)
-    negatives = [negs for _, _, negs in examples] if any(negs for _, _, negs in examples) else None
-    return train_dual_encoder([(q, p) for q, p, _ in examples], out, encoder, tokenizer, negatives, pooling, epochs,
-                              batch_size, lr, temperature, max_len, seed, device, show_progress=True)

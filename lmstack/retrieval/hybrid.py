@@ -8,7 +8,8 @@ A passage missing from a ranking adds nothing for it.
 
 from __future__ import annotations
 
-from typing import Hashable, Iterable, Sequence, TypeVar
+from collections.abc import Hashable, Iterable, Sequence
+from typing import TypeVar
 
 K = 60
 T = TypeVar("T", bound=Hashable)

@@ -30,8 +30,10 @@ from typing import Literal, Protocol
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, atomic_open, read_json, write_json
 from lmstack.retrieval.bm25 import BM25Index, Variant
+from lmstack.retrieval.cross_encoder import CrossEncoder
 from lmstack.retrieval.dense import DenseIndex, Encoder, Kind, encode
-from lmstack.retrieval.documents import INDEX_MANIFEST_FORMAT, Passage, read_corpus, read_jsonl
+from lmstack.retrieval.documents import INDEX_MANIFEST_FORMAT, Passage, read_corpus, read_passages_jsonl
+from lmstack.retrieval.dual_encoder import DualEncoder
 from lmstack.retrieval.hybrid import rrf
 from lmstack.retrieval.text import Analyzer
 
@@ -47,15 +49,13 @@ class Reranker(Protocol):
     def score(self, query: str, texts: list[str]) -> list[float]: ...
 
 
-def load_encoder(path: str | Path) -> Encoder:
-    from lmstack.retrieval.dual_encoder import DualEncoder
-
+def load_dense_encoder(path: str | Path) -> Encoder:
+    """The query/passage encoder saved at ``path`` (a dual-encoder or sentence-transformers folder)."""
     return DualEncoder.load(path)
 
 
 def load_reranker(path: str | Path) -> Reranker:
-    from lmstack.retrieval.cross_encoder import CrossEncoder
-
+    """The cross-encoder saved at ``path`` (a one-label BertForSequenceClassification folder)."""
     return CrossEncoder.load(path)
 
 
@@ -113,7 +113,7 @@ def index(
         log(f"index: warning: {name}: no text, skipped")
     log(f"index: {len(corpus.passages)} passages from {corpus.files} file(s)")
     manifest = build(corpus.passages, out, method=method, analyzer=analyzer,
-                     encoder=load_encoder(encoder) if encoder else None, encoder_path=encoder,
+                     encoder=load_dense_encoder(encoder) if encoder else None, encoder_path=encoder,
                      bm25={"variant": variant, "k1": k1, "b": b, "delta": delta},
                      dense_index=dense_index, batch_size=batch_size, show_progress=sys.stderr.isatty(),
                      extra={"inputs": [str(d) for d in docs],
@@ -184,7 +184,7 @@ class Retriever:
 
     @classmethod
     def load(cls, path: str | Path, *, analyzer: Analyzer | None = None, encoder: Encoder | str | Path | None = None,
-             reranker: Reranker | str | Path | None = None, depth: int = 50) -> "Retriever":
+             reranker: Reranker | str | Path | None = None, depth: int = 50) -> Retriever:
         """Open an index. ``analyzer``/``encoder`` (default: the index's own) must match those it was built with;
         ``reranker`` (a cross-encoder or its directory) re-scores the top ``depth`` candidates."""
         path = Path(path)
@@ -198,7 +198,7 @@ class Retriever:
             analyzer = _check_analyzer(path, manifest["analyzer"], analyzer)
             bm25 = BM25Index.load(path / "bm25", analyzer)
         dense = DenseIndex.load(path / "dense.faiss") if "dense" in manifest else None
-        passages = [Passage(pid, text) for _, pid, text in read_jsonl(path / "passages.jsonl")]
+        passages = [Passage(pid, text) for _, pid, text in read_passages_jsonl(path / "passages.jsonl")]
         if isinstance(reranker, (str, Path)):
             reranker = load_reranker(reranker)
         return cls(path, manifest, passages, bm25, dense, encoder, reranker, depth)
@@ -220,7 +220,7 @@ class Retriever:
             where = self._encoder or info["encoder"]
             if where is None:
                 raise LmstackError(f"{self.path}: the index does not record its encoder; pass --encoder DIR")
-            self._encoder = load_encoder(where)
+            self._encoder = load_dense_encoder(where)
         if (fingerprint := self._encoder.fingerprint) != info["fingerprint"]:
             raise LmstackError(f"{self.path}: built with encoder {info['fingerprint']} ({info['encoder']}), "
                                f"but this encoder is {fingerprint}; use that encoder or rebuild")
@@ -326,9 +326,9 @@ def search(
             raise LmstackError("--query is empty")
         names, texts = ["query"], [query]
     else:
-        records = list(read_jsonl(Path(queries)))
+        records = list(read_passages_jsonl(Path(queries)))
         seen: dict[str, str] = {}
-        for where, qid, text in records:
+        for where, qid, _ in records:
             if qid in seen:
                 raise LmstackError(f"{where}: duplicate query id {qid!r} (first at {seen[qid]})")
             seen[qid] = where

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from lmstack.errors import LmstackError
 from lmstack.retrieval.index import Retriever
+from lmstack.retrieval.pairs import PairExample
 
-Example = tuple[str, str, list[str]]  # (query, positive passage, negatives)
 
-
-def mine_negatives(examples: list[Example], index: str | Path, count: int = 3, depth: int = 20) -> list[Example]:
+def mine_negatives(examples: list[PairExample], index: str | Path, count: int = 3,
+                   depth: int = 20) -> list[PairExample]:
     """Each example with up to ``count`` more negatives: the index's top ``depth`` passages for its query,
     best first, skipping the positive (equal text, or one containing the other, as a chunk of it would) and
     negatives it already has."""
@@ -30,7 +30,7 @@ def mine_negatives(examples: list[Example], index: str | Path, count: int = 3, d
                 break
             if not _same_passage(text, positive) and text not in negatives and text not in extra:
                 extra.append(text)
-        mined.append((query, positive, negatives + extra))
+        mined.append(PairExample(query, positive, negatives + extra))
     return mined
 
 

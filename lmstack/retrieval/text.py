@@ -3,8 +3,9 @@
 Han runs are segmented with jieba (precise mode, or search mode, which also emits the shorter words inside a
 long one: 中华人民共和国 -> 中华, 华人, 人民, 共和, 共和国, 中华人民共和国), or cut
 into single characters. Everything else is split into word characters, lower-cased, stripped of stop words
-and stemmed with PyStemmer (Porter's Snowball stemmers). The settings and the library versions make the analyzer's fingerprint: an index
-stores it and refuses queries analysed any other way, since terms that differ silently match nothing.
+and stemmed with PyStemmer (Porter's Snowball stemmers). The settings and the library versions make the
+analyzer's fingerprint: an index stores it and refuses queries analysed any other way, since terms that differ
+silently match nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import re
 from functools import cached_property
 from typing import Literal
 
+import jieba
+import Stemmer
 from bm25s.stopwords import STOPWORDS_CHINESE, STOPWORDS_EN
 
 from lmstack.errors import LmstackError
@@ -46,8 +49,6 @@ class Analyzer:
         if self.han not in ("jieba", "jieba-search", "char"):
             raise LmstackError(f"han: {self.han!r} is not one of jieba, jieba-search, char")
         if self.stemmer != "none":
-            import Stemmer
-
             if self.stemmer not in Stemmer.algorithms():
                 raise LmstackError(f"stemmer: {self.stemmer!r} is not a PyStemmer language "
                                    f"({', '.join(Stemmer.algorithms())}, or none)")
@@ -61,16 +62,12 @@ class Analyzer:
         """word -> stem, filled on first sight: a corpus repeats its words, and a lookup beats the stemmer."""
         if self.stemmer == "none":
             return None
-        import Stemmer
-
         return _StemCache(Stemmer.Stemmer(self.stemmer).stemWord)
 
     @cached_property
     def _segment(self):
         if self.han == "char":
             return list
-        import jieba
-
         jieba.setLogLevel(logging.WARNING)  # not "Building prefix dict..." on every first use
         return jieba.lcut_for_search if self.han == "jieba-search" else jieba.lcut
 
@@ -109,7 +106,7 @@ class Analyzer:
         return self.describe()["fingerprint"]
 
     @classmethod
-    def from_settings(cls, settings: dict) -> "Analyzer":
+    def from_settings(cls, settings: dict) -> Analyzer:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(settings) - known
         if unknown:

@@ -1,16 +1,17 @@
 """Resumable checkpoints: the trained weights plus the trainer's state.
 
-``out/checkpoint/`` holds the weights as the run writes them (a Hugging Face model directory when
-pretraining; an adapter directory when fine-tuning with a PEFT method), and ``trainer_state.pt`` (optimizer
-moments, RNG states, the data sampler's generator) + ``trainer_state.json`` (iteration, config).
+``out/checkpoint/`` holds the trainable state as the objective writes it (a Hugging Face model directory when
+pretraining or fully fine-tuning; only the trained parameters with a PEFT method), and ``trainer_state.pt``
+(optimizer moments, RNG states, the data sampler's generator, the objective's data position) +
+``trainer_state.json`` (iteration, config).
 The folder is swapped in whole (``atomic_dir``), so ``kill -9`` at any moment leaves the previous checkpoint.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -23,25 +24,28 @@ from lmstack.io import atomic_dir, read_json, write_json
 @dataclass
 class TrainerState:
     iter: int  # optimizer steps completed
-    tokens: int  # training tokens consumed
+    tokens: int  # training tokens (or examples: what the objective counts) consumed
     best_val_loss: float | None = None
 
 
 def save_checkpoint(path: Path, write_weights: Callable[[Path], None], optimizer: torch.optim.Optimizer,
-                    state: TrainerState, data_rng: torch.Generator, config=None) -> None:
-    """``write_weights(folder)`` writes the model (or adapter) files into the checkpoint being assembled."""
+                    state: TrainerState, data_rng: torch.Generator, config=None, data_state: dict | None = None
+                    ) -> None:
+    """``write_weights(folder)`` writes the model (or trainable) files into the checkpoint being assembled;
+    ``data_state`` (tensors, numbers, lists) is what an epoch-style objective needs to continue its order."""
     with atomic_dir(path) as tmp:
         write_weights(tmp)
         torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                    "data_rng": data_rng.get_state()}, tmp / "trainer_state.pt")
+                    "data_rng": data_rng.get_state(), "data_state": data_state or {}}, tmp / "trainer_state.pt")
         write_json(tmp / "trainer_state.json", {**state.__dict__, "config": to_dict(config) if config else None})
 
 
 def load_checkpoint(path: Path, load_weights: Callable[[Path], nn.Module], optimizer_factory,
-                    data_rng: torch.Generator) -> tuple[nn.Module, torch.optim.Optimizer, TrainerState]:
+                    data_rng: torch.Generator) -> tuple[nn.Module, torch.optim.Optimizer, TrainerState, dict]:
     """Restore model, optimizer, RNGs and counters; ``load_weights(folder)`` rebuilds the model from what
-    ``save_checkpoint``'s ``write_weights`` wrote, ``optimizer_factory(model)`` builds the optimizer."""
+    ``save_checkpoint``'s ``write_weights`` wrote, ``optimizer_factory(model)`` builds the optimizer.
+    Returns them with the saved ``data_state``."""
     if not (path / "trainer_state.pt").is_file():
         raise LmstackError(f"{path}: no checkpoint to resume from (trainer_state.pt missing)")
     model = load_weights(path)
@@ -56,4 +60,5 @@ def load_checkpoint(path: Path, load_weights: Callable[[Path], nn.Module], optim
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
     data_rng.set_state(saved["data_rng"])
     meta = read_json(path / "trainer_state.json")
-    return model, optimizer, TrainerState(meta["iter"], meta["tokens"], meta.get("best_val_loss"))
+    return (model, optimizer, TrainerState(meta["iter"], meta["tokens"], meta.get("best_val_loss")),
+            saved.get("data_state", {}))

@@ -1,7 +1,8 @@
 """Training configs, the single source of truth for a run (YAML and ``--key value`` only fill them).
 
-``LoopConfig`` holds what every training loop needs (optimizer, schedule, evaluation, checkpoints, precision);
-``TrainConfig`` (pretraining) and ``FinetuneConfig`` (``lmstack.adapt``) add what their data and model are.
+``LoopConfig`` holds what the one ``Trainer`` needs (optimizer, schedule, evaluation, checkpoints, precision,
+time budget); ``TrainConfig`` (pretraining) and ``FinetuneConfig`` (``lmstack.adapt``) add what their data and
+model are. The encoder tasks (retrieval, qa) fill a ``LoopConfig`` from their own arguments.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ class LoopConfig:
     min_lr: float = 1e-4
     warmup_iters: int = 100
     lr_decay_iters: int | None = None  # None: = max_iters
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"  # after the warmup: to min_lr, to zero, flat
     weight_decay: float = 0.1
+    decay_all: bool = False  # decay every parameter, biases and norm gains too (torch's AdamW default)
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # 0 disables clipping
@@ -36,6 +39,7 @@ class LoopConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the hardware has bf16 matmuls
     compile: bool = False  # torch.compile the model (first steps are slow while it compiles)
     fused_optimizer: bool | None = None  # None: fused AdamW (one kernel per step) on CUDA and CPU
+    max_seconds: float | None = None  # time budget: stop (with a final evaluation and checkpoint) once spent
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "max_iters", "eval_interval", "eval_iters", "log_interval",
@@ -44,6 +48,8 @@ class LoopConfig:
                 raise LmstackError(f"{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise LmstackError(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr} min_lr={self.min_lr}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise LmstackError(f"max_seconds must be positive, got {self.max_seconds}")
 
 
 @dataclass

@@ -31,7 +31,8 @@ def test_too_long_conversations_are_cut_or_skipped():
     assert len(examples[0].ids) == first_reply + 3
     _, stats = encode_all(tok, [CONVERSATION, {"messages": CONVERSATION["messages"][:3]}], max_len=first_reply + 2)
     assert stats["truncated"] == 2
-    short = {"messages": [{"role": "user", "content": "Where is Kell? " * 20}, {"role": "assistant", "content": "Here."}]}
+    short = {"messages": [{"role": "user", "content": "Where is Kell? " * 20},
+                          {"role": "assistant", "content": "Here."}]}
     _, stats = encode_all(tok, [CONVERSATION, short], max_len=first_reply + 2)
     assert stats["skipped"] == 1
 

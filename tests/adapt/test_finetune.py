@@ -24,7 +24,8 @@ def _config(base, corpus, out, method: str, **over) -> FinetuneConfig:
 
 
 def _losses(out) -> dict[int, float]:
-    return {r["iter"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r}
+    records = map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+    return {r["iter"]: r["loss"] for r in records if "loss" in r}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,8 @@ def test_every_method_learns_and_peft_leaves_the_base_bit_identical(tuned, corpu
     small.write_text("\n".join((corpus / "sft_train.jsonl").read_text().splitlines()[:48]) + "\n")
     result = finetune(_config(base, corpus, tmp_path, method, data=[str(small)], val_data=[str(small)],
                               lr={"prompt": 0.3, "prefix": 3e-2, "full": 3e-3}.get(method, 1e-2)))
-    val = [r["val_loss"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "val_loss" in r]
+    records = map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+    val = [r["val_loss"] for r in records if "val_loss" in r]
     assert val[-1] < val[0] - {"full": 0.1, "prompt": 0.001}.get(method, 0.01), val  # paired: same batches each time
     assert result["val_examples"] > 0 and result["trainable_params"] > 0
     after = load_file(str(base / "model.safetensors"))
@@ -72,6 +74,10 @@ def test_resume_continues_to_the_same_losses(base, corpus, tmp_path):
     whole, split = _losses(tmp_path / "whole"), _losses(tmp_path / "split")
     assert list(split) == list(range(1, 13))
     assert all(whole[i] == pytest.approx(split[i], abs=1e-6) for i in range(9, 13))
+    checkpoint = tmp_path / "split" / "checkpoint"  # only the trained parameters: the base stays where it was
+    saved = load_file(str(checkpoint / "trainable.safetensors"))
+    assert saved and all(".lora_A." in k or ".lora_B." in k for k in saved)
+    assert not (checkpoint / "model.safetensors").exists()
 
 
 def test_cli_finetune_then_merge_then_generate(base, corpus, tmp_path, capsys):

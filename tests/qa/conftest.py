@@ -8,13 +8,13 @@ import pytest
 
 from lmstack.data.synth import build_world
 from lmstack.data.synth.passages import qa
+from lmstack.qa.squad import Answer, SquadExample
 from lmstack.text.tokenizer import train_bpe, train_char
-from lmstack.qa.squad import Answer, Example
 
 
-def to_example(r: dict) -> Example:
-    return Example(r["id"], r["question"], r["context"], [Answer(a["text"], a["answer_start"]) for a in r["answers"]],
-                   r["is_impossible"], r["lang"], r["passage_id"])
+def to_example(r: dict) -> SquadExample:
+    answers = [Answer(a["text"], a["answer_start"]) for a in r["answers"]]
+    return SquadExample(r["id"], r["question"], r["context"], answers, r["is_impossible"], r["lang"], r["passage_id"])
 
 
 @pytest.fixture(scope="session")

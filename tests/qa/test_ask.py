@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from lmstack.cli import main
-from lmstack.text.tokenizer import train_bpe
 from lmstack.errors import LmstackError
 from lmstack.model.config import ModelConfig
 from lmstack.model.families import build_model
@@ -14,6 +13,7 @@ from lmstack.qa.ask import ask, generation_prompt
 from lmstack.qa.reader import ReaderSettings, new_reader
 from lmstack.retrieval.documents import Passage
 from lmstack.retrieval.index import build
+from lmstack.text.tokenizer import train_bpe
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_generation_prompt_numbers_passages_by_id(generator):
 def test_generator_cites_only_retrieved_passages(index, generator, monkeypatch):
     real = ask("Where does Theo Thorne live?", index, generator=generator, k=2, max_new_tokens=4)
     assert real["mode"] == "generator" and isinstance(real["answer"], str)  # a random model: plumbing only
-    monkeypatch.setattr("lmstack.generate.api.generate",
+    monkeypatch.setattr("lmstack.qa.ask.generate",
                         lambda *a, **kw: "Stonebridge [person-00-en] [made-up-id] [person-00-en]")
     out = ask("Where does Theo Thorne live?", index, generator=generator, k=2)
     assert out["answer"] == "Stonebridge" and out["cited"] == ["person-00-en"]

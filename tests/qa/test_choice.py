@@ -6,16 +6,24 @@ import transformers
 from torch import nn
 
 from lmstack.cli import main
-from lmstack.text.tokenizer import train_char
 from lmstack.errors import LmstackError
 from lmstack.model.config import ModelConfig, preset
-from lmstack.model.families import build_model
 from lmstack.model.families.bert import build_encoder
 from lmstack.model.heads import EncoderForMultipleChoice
 from lmstack.model.hf import save_model
-from lmstack.qa.choice import (ChoiceItem, accuracy, choices_from_examples, predict_choices, prompt_and_options,
-                               read_choice_items, score_options, train_choice)
+from lmstack.model.families import build_model
+from lmstack.qa.choice import (
+    ChoiceItem,
+    accuracy,
+    choices_from_examples,
+    predict_choices,
+    prompt_and_options,
+    read_choice_items,
+    score_options,
+    train_choice,
+)
 from lmstack.qa.squad import write_squad
+from lmstack.text.tokenizer import train_char
 
 FACTS = [("Where does Mira live?", "Bellhaven"), ("Where does Otto live?", "Fernvale"),
          ("What is Ada's job?", "baker"), ("Who is Leo's friend?", "Nora")]
@@ -62,7 +70,7 @@ def test_a_trained_decoder_prefers_the_answer_it_learned():
         opt.step()
     model.eval()
     options = [a for _, a in FACTS]
-    for i, (q, a) in enumerate(FACTS):
+    for i, (q, _) in enumerate(FACTS):
         scores = score_options(model, tok, q, options)
         assert max(range(len(options)), key=scores.__getitem__) == i, (q, scores)
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from lmstack.cli import main
-from lmstack.text.tokenizer import train_bpe
 from lmstack.errors import LmstackError
 from lmstack.model.config import preset
 from lmstack.model.encoder_text import specials
@@ -12,6 +11,7 @@ from lmstack.model.families.bert import build_encoder
 from lmstack.model.heads import EncoderForMaskedLM
 from lmstack.model.hf import save_model
 from lmstack.qa.cloze import cloze_answer, cloze_inputs, pet_loss
+from lmstack.text.tokenizer import train_bpe
 
 REVIEWS = [("The soup was lovely and warm.", 0), ("The soup was cold and awful.", 1),
            ("A lovely, friendly place.", 0), ("An awful, dirty place.", 1)]
@@ -38,7 +38,10 @@ def test_one_mask_per_token_of_the_word_in_the_slot(tok):
 def test_pet_training_through_the_pattern_makes_the_verbalizer_pick_the_label(tok):
     torch.manual_seed(0)
     model = EncoderForMaskedLM(build_encoder(preset("bert-tiny", vocab_size=tok.vocab_size, n_embd=64)))
-    right = lambda: [cloze_answer(model, tok, PATTERN.replace("{text}", t), VERBALIZER)[0] == y for t, y in REVIEWS]
+
+    def right() -> list[bool]:
+        return [cloze_answer(model, tok, PATTERN.replace("{text}", t), VERBALIZER)[0] == y for t, y in REVIEWS]
+
     assert not all(right())
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(25):

@@ -2,7 +2,7 @@ import pytest
 
 from lmstack.errors import LmstackError
 from lmstack.qa.features import char_to_token, collate, make_features, windows
-from lmstack.qa.squad import Answer, Example
+from lmstack.qa.squad import Answer, SquadExample
 
 
 def span_text(f, context):
@@ -49,7 +49,7 @@ def test_long_context_is_split_into_overlapping_windows_that_each_place_the_answ
     filler = " ".join(f"Sentence {i} says nothing much." for i in range(30))
     context = f"{filler} The treasure is buried under the old stone bridge. {filler}"
     answer = "the old stone bridge"
-    ex = Example("long", "Where is the treasure?", context, [Answer(answer, context.index(answer))])
+    ex = SquadExample("long", "Where is the treasure?", context, [Answer(answer, context.index(answer))])
     features = make_features(bpe, [ex], max_len=48, doc_stride=16, train=True)
     assert len(features) > 10
     assert all(len(f.input_ids) <= 48 for f in features)
@@ -61,13 +61,13 @@ def test_long_context_is_split_into_overlapping_windows_that_each_place_the_answ
 
 
 def test_unlocated_answers_make_no_training_features_but_are_kept_for_prediction(bpe):
-    ex = Example("x", "Where?", "In Bellhaven.", [Answer("Paris", -1)])
+    ex = SquadExample("x", "Where?", "In Bellhaven.", [Answer("Paris", -1)])
     assert make_features(bpe, [ex], train=True) == []
     assert len(make_features(bpe, [ex])) == 1
 
 
 def test_max_len_too_small_for_the_question_is_a_clear_error(bpe):
-    ex = Example("x", "Where does the very long question go to find its answer?", "Here.", [])
+    ex = SquadExample("x", "Where does the very long question go to find its answer?", "Here.", [])
     with pytest.raises(LmstackError, match="max_len=8 leaves no room"):
         make_features(bpe, [ex], max_len=8)
 

@@ -2,8 +2,18 @@ import math
 
 import pytest
 
-from lmstack.qa.metrics import (best_threshold, cmrc_exact, cmrc_f1, evaluate, longest_common_substring,
-                                mixed_segmentation, normalize_answer, score, squad_exact, squad_f1)
+from lmstack.qa.metrics import (
+    best_threshold,
+    cmrc_exact,
+    cmrc_f1,
+    longest_common_substring,
+    mixed_segmentation,
+    normalize_answer,
+    score,
+    squad_exact,
+    squad_f1,
+    squad_scores,
+)
 
 
 def test_squad_normalisation_drops_case_punctuation_articles_and_spaces():
@@ -54,14 +64,14 @@ def test_cmrc_exact_ignores_punctuation_and_case():
 def test_evaluate_splits_has_and_no_answer_and_applies_the_threshold():
     golds = {"a": ["x"], "b": [], "c": ["y z"]}
     preds = {"a": "x", "b": "w", "c": "y"}
-    plain = evaluate(golds, preds)
+    plain = squad_scores(golds, preds)
     assert plain["exact"] == pytest.approx(100 / 3) and plain["total"] == 3
     assert plain["HasAns_total"] == 2 and plain["NoAns_total"] == 1
     assert plain["HasAns_f1"] == pytest.approx(100 * (1 + 2 / 3) / 2)
     assert plain["NoAns_exact"] == 0.0
     # b's no-answer score is above the threshold: it counts as "no answer", which is right
     na = {"a": -1.0, "b": 2.0, "c": 0.5}
-    thresholded = evaluate(golds, preds, na_probs=na, na_prob_thresh=1.0)
+    thresholded = squad_scores(golds, preds, na_probs=na, na_prob_thresh=1.0)
     assert thresholded["exact"] == pytest.approx(200 / 3) and thresholded["NoAns_exact"] == 100.0
     # sweep: a (-1) right +1 -> 2 of 3; c (0.5) wrong +0; b (2) answered a no-answer question -1
     assert thresholded["best_exact"] == pytest.approx(200 / 3) and thresholded["best_exact_thresh"] == -1.0
@@ -75,5 +85,5 @@ def test_best_threshold_follows_the_official_sweep():
 
 
 def test_missing_prediction_scores_zero():
-    assert evaluate({"a": ["x"], "b": ["y"]}, {"a": "x"})["exact"] == 50.0
-    assert not math.isnan(evaluate({"a": ["x"]}, {})["f1"])
+    assert squad_scores({"a": ["x"], "b": ["y"]}, {"a": "x"})["exact"] == 50.0
+    assert not math.isnan(squad_scores({"a": ["x"]}, {})["f1"])

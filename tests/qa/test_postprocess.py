@@ -2,7 +2,7 @@ import torch
 
 from lmstack.qa.features import make_features
 from lmstack.qa.reader import postprocess
-from lmstack.qa.squad import Answer, Example
+from lmstack.qa.squad import Answer, SquadExample
 
 CONTEXT = "Mira lives in Bellhaven. She is a baker. Her best friend is Otto Falk."
 
@@ -30,7 +30,7 @@ def tokens_of(feature, context, text):
 
 
 def test_the_planted_span_comes_back_as_text(bpe):
-    ex = Example("q", "Who is Mira's best friend?", CONTEXT)
+    ex = SquadExample("q", "Who is Mira's best friend?", CONTEXT)
     [f] = make_features(bpe, [ex], max_len=64)
     s, e = tokens_of(f, CONTEXT, "Otto Falk")
     start, end = planted([f], [(0, s, e, 10.0)])
@@ -40,7 +40,7 @@ def test_the_planted_span_comes_back_as_text(bpe):
 
 
 def test_invalid_spans_are_never_chosen(bpe):
-    ex = Example("q", "Where?", CONTEXT)
+    ex = SquadExample("q", "Where?", CONTEXT)
     [f] = make_features(bpe, [ex], max_len=64)
     h0, h1 = tokens_of(f, CONTEXT, "Bellhaven")
     friend = tokens_of(f, CONTEXT, "Otto")[0]
@@ -64,7 +64,7 @@ def test_invalid_spans_are_never_chosen(bpe):
 
 
 def test_null_threshold_decides_unanswerable(bpe):
-    ex = Example("q", "What is Mira's pet called?", CONTEXT, [], is_impossible=True)
+    ex = SquadExample("q", "What is Mira's pet called?", CONTEXT, [], is_impossible=True)
     [f] = make_features(bpe, [ex], max_len=64)
     b0, b1 = tokens_of(f, CONTEXT, "baker")
     start, end = planted([f], [(0, b0, b1, 8.0)], null=6.0)  # span 3 + 3 = 6, null 6 + 6 = 12
@@ -76,7 +76,7 @@ def test_null_threshold_decides_unanswerable(bpe):
 
 def test_the_best_span_over_windows_wins_and_null_is_the_smallest_window_null(bpe):
     context = " ".join(f"Line {i} is filler." for i in range(20)) + " The key is in the red box."
-    ex = Example("q", "Where is the key?", context, [Answer("the red box", context.index("the red box"))])
+    ex = SquadExample("q", "Where is the key?", context, [Answer("the red box", context.index("the red box"))])
     features = make_features(bpe, [ex], max_len=40, doc_stride=12)
     assert len(features) > 3
     r0, r1 = tokens_of(features[-1], context, "red box")

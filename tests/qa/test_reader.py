@@ -3,7 +3,15 @@ import json
 import pytest
 
 from lmstack.errors import LmstackError
-from lmstack.qa.reader import Reader, ReaderSettings, fit, new_reader, qa_eval, score_predictions, train_reader
+from lmstack.qa.reader import (
+    Reader,
+    ReaderSettings,
+    new_reader,
+    qa_eval,
+    score_predictions,
+    train_reader,
+    train_reader_model,
+)
 
 
 def english_people(examples, n):
@@ -14,7 +22,7 @@ def test_a_tiny_reader_learns_to_point_at_answers(synth_qa, tmp_path):
     examples = english_people(synth_qa["train"], 64)
     reader = new_reader(examples, vocab_size=400, settings=ReaderSettings(max_len=80), seed=0, n_embd=64)
     before = score_predictions(examples, reader.predict(examples, null_threshold=None))
-    figures = fit(reader, examples, epochs=16, batch_size=16, lr=3e-3, seed=0)
+    figures = train_reader_model(reader, examples, epochs=16, batch_size=16, lr=3e-3, seed=0)
     after = reader.predict(examples, null_threshold=None)
     scored = score_predictions(examples, after)
     assert figures["loss_last"] < figures["loss_first"] / 3

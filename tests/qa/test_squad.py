@@ -3,7 +3,7 @@ import json
 import pytest
 
 from lmstack.errors import LmstackError
-from lmstack.qa.squad import Answer, Example, locate, read_squad, split_by_context, write_predictions, write_squad
+from lmstack.qa.squad import Answer, SquadExample, locate, read_squad, split_by_context, write_predictions, write_squad
 
 CONTEXT = "Normandy is a region in France. France is in Europe."
 
@@ -40,7 +40,8 @@ def test_read_repairs_offsets_counts_skips_and_keeps_unlocated_answers_for_scori
 def test_a_missing_field_is_one_line_naming_file_and_field(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(squad([{"id": "1", "answers": []}])), encoding="utf-8")
-    with pytest.raises(LmstackError, match=r"bad\.json: data\[0\]\.paragraphs\[0\]\.qas\[0\]: missing field 'question'"):
+    where = r"bad\.json: data\[0\]\.paragraphs\[0\]\.qas\[0\]"
+    with pytest.raises(LmstackError, match=where + ": missing field 'question'"):
         read_squad(path)
     path.write_text('{"id": "1", "question": "q", "answers": []}\n', encoding="utf-8")
     jsonl = path.rename(tmp_path / "bad.jsonl")
@@ -52,9 +53,9 @@ def test_a_missing_field_is_one_line_naming_file_and_field(tmp_path):
 
 
 def test_write_then_read_round_trips(tmp_path):
-    examples = [Example("a", "Where?", CONTEXT, [Answer("France", 24)]),
-                Example("b", "Who?", CONTEXT, [], is_impossible=True),
-                Example("c", "哪里？", "它在北京。", [Answer("北京", 2)], lang="zh")]
+    examples = [SquadExample("a", "Where?", CONTEXT, [Answer("France", 24)]),
+                SquadExample("b", "Who?", CONTEXT, [], is_impossible=True),
+                SquadExample("c", "哪里？", "它在北京。", [Answer("北京", 2)], lang="zh")]
     write_squad(tmp_path / "out.json", examples)
     back, report = read_squad(tmp_path / "out.json")
     assert back == examples
@@ -64,7 +65,7 @@ def test_write_then_read_round_trips(tmp_path):
 
 
 def test_split_keeps_each_context_on_one_side():
-    examples = [Example(f"{c}-{i}", "q", f"context {c}") for c in range(10) for i in range(3)]
+    examples = [SquadExample(f"{c}-{i}", "q", f"context {c}") for c in range(10) for i in range(3)]
     train, test = split_by_context(examples, 0.3, seed=1)
     assert len(test) == 9 and len(train) == 21
     assert not {ex.context for ex in train} & {ex.context for ex in test}

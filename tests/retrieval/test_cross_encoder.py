@@ -11,13 +11,16 @@ import pytest
 import torch
 import transformers
 
-from lmstack.text.tokenizer import train_char
 from lmstack.errors import LmstackError
 from lmstack.model import preset
 from lmstack.model.encoder_text import encode_pairs
 from lmstack.model.heads import EncoderForSequenceClassification
-from lmstack.retrieval.cross_encoder import CrossEncoder, _listwise_loss, _negatives, train_cross_encoder, train_rerank
-from lmstack.retrieval.dual_encoder import DualEncoder, fresh_encoder
+from lmstack.retrieval.commands import train_rerank
+from lmstack.retrieval.cross_encoder import CrossEncoder, listwise_loss
+from lmstack.retrieval.dual_encoder import DualEncoder
+from lmstack.retrieval.rerank_training import in_batch_negatives, train_cross_encoder
+from lmstack.retrieval.starting_points import fresh_encoder
+from lmstack.text.tokenizer import train_char
 
 CONFIG = preset("bert-tiny", n_embd=64, n_head=2, n_layer=2, block_size=64)
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -87,12 +90,12 @@ def test_saved_pair_length_is_kept(tokenizer, tmp_path):
 
 def test_negatives_and_listwise_loss():
     rows = [("q0", "p0", ["n0"]), ("q1", "p1", []), ("q2", "p0", [])]
-    assert _negatives(0, rows, 2) == ["n0", "p1"]  # own first, then others' positives (never its own)
-    assert _negatives(2, rows, 3) == ["p1"]
+    assert in_batch_negatives(0, rows, 2) == ["n0", "p1"]  # own first, then others' positives (never its own)
+    assert in_batch_negatives(2, rows, 3) == ["p1"]
     logits = torch.tensor([3.0, 0.0, 1.0, 0.0])
     want = (torch.logsumexp(torch.tensor([3.0, 0.0]), 0) - 3 + torch.logsumexp(torch.tensor([1.0, 0.0]), 0) - 1) / 2
-    torch.testing.assert_close(_listwise_loss(logits, [2, 2]), want)
-    torch.testing.assert_close(_listwise_loss(logits[:3], [2, 1]), (want * 2 - (torch.logsumexp(
+    torch.testing.assert_close(listwise_loss(logits, [2, 2]), want)
+    torch.testing.assert_close(listwise_loss(logits[:3], [2, 1]), (want * 2 - (torch.logsumexp(
         torch.tensor([1.0, 0.0]), 0) - 1)) / 2)  # a group of one costs nothing
 
 

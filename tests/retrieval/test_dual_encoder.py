@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from lmstack.text.tokenizer import train_char
 from lmstack.errors import LmstackError
 from lmstack.model import preset
-from lmstack.retrieval.dual_encoder import DualEncoder, fresh_encoder, info_nce, train_dense, train_dual_encoder
+from lmstack.retrieval.commands import train_dense
+from lmstack.retrieval.dense_training import train_dual_encoder
+from lmstack.retrieval.dual_encoder import DualEncoder, info_nce
+from lmstack.retrieval.starting_points import fresh_encoder
+from lmstack.text.tokenizer import train_char
 
 CONFIG = preset("bert-tiny", n_embd=64, n_head=2, n_layer=2, block_size=64)
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -117,7 +120,8 @@ def _minilm_folder(package):
 
 def test_train_dense_cli_shape(pairs, tokenizer, tmp_path):
     data = tmp_path / "train.jsonl"
-    rows = [{"query": q, "positive": p, "negatives": [pairs[(i + 1) % len(pairs)][1]]} for i, (q, p) in enumerate(pairs)]
+    rows = [{"query": q, "positive": p, "negatives": [pairs[(i + 1) % len(pairs)][1]]}
+            for i, (q, p) in enumerate(pairs)]
     data.write_text("\n".join(json.dumps(r) for r in rows[:8]) + "\n")
     tokenizer.save(tmp_path / "tok")
     result = train_dense(data, tmp_path / "out", encoder="bert-tiny", tokenizer=tmp_path / "tok", batch_size=4)

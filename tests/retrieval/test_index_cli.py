@@ -58,7 +58,7 @@ class ShortestFirst:
 @pytest.fixture(autouse=True)
 def stand_ins(monkeypatch):
     """The hashing encoder and the shortest-first reranker in place of trained models."""
-    monkeypatch.setattr(index_module, "load_encoder", lambda path: HashEncoder())
+    monkeypatch.setattr(index_module, "load_dense_encoder", lambda path: HashEncoder())
     monkeypatch.setattr(index_module, "load_reranker", lambda path: ShortestFirst())
 
 
@@ -149,7 +149,7 @@ def test_dense_only_index_refuses_bm25_and_needs_an_encoder(capsys, tmp_path, do
 
 def test_an_index_refuses_another_encoder_or_analyzer(capsys, tmp_path, docs, monkeypatch):
     run(capsys, "index", docs, "--out", tmp_path / "idx", "--method", "hybrid", "--encoder", "e")
-    monkeypatch.setattr(index_module, "load_encoder", lambda path: HashEncoder(salt="v2"))
+    monkeypatch.setattr(index_module, "load_dense_encoder", lambda path: HashEncoder(salt="v2"))
     code, _, err = run(capsys, "search", tmp_path / "idx", "--query", "mars", "--encoder", "other")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "built with encoder hash-256" in err and "this encoder is hash-256v2" in err

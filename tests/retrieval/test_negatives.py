@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from lmstack.text.tokenizer import train_char
 from lmstack.errors import LmstackError
-from lmstack.retrieval import cross_encoder
+from lmstack.retrieval import commands
 from lmstack.retrieval.documents import Passage
 from lmstack.retrieval.index import build
 from lmstack.retrieval.negatives import mine_negatives
+from lmstack.text.tokenizer import train_char
 
 PASSAGES = {
     "p1": "Mars is the red planet, red from iron oxide.",
@@ -47,9 +47,9 @@ def test_train_rerank_mines_from_an_index(bm25_index, tmp_path, monkeypatch):
     data.write_text(json.dumps({"query": "which planet is red", "positive": PASSAGES["p1"]}) + "\n")
     train_char(["".join(PASSAGES.values()) + "which"]).save(tmp_path / "tok")
     seen = []
-    real = cross_encoder.train_cross_encoder
-    monkeypatch.setattr(cross_encoder, "train_cross_encoder",
+    real = commands.train_cross_encoder
+    monkeypatch.setattr(commands, "train_cross_encoder",
                         lambda examples, *a, **k: seen.append(examples) or real(examples, *a, **k))
-    cross_encoder.train_rerank(data, tmp_path / "rerank", encoder="bert-tiny", tokenizer=tmp_path / "tok",
-                               negatives_from=bm25_index, mined_negatives=2, device="cpu")
+    commands.train_rerank(data, tmp_path / "rerank", encoder="bert-tiny", tokenizer=tmp_path / "tok",
+                          negatives_from=bm25_index, mined_negatives=2, device="cpu")
     assert len(seen[0][0][2]) == 2 and PASSAGES["p1"] not in seen[0][0][2]

@@ -11,8 +11,6 @@ import time
 import pytest
 
 from lmstack.config import build
-from lmstack.data.prepare import prepare
-from lmstack.data.synth import synth
 from lmstack.eval.perplexity import unigram_baseline
 from lmstack.model.hf import load_model
 from lmstack.train.config import TrainConfig
@@ -24,14 +22,6 @@ ARGS = ["--model.family", "llama", "--model.n_layer", "2", "--model.n_head", "2"
         "--model.n_embd", "32", "--model.block_size", "32", "--model.bias", "false", "--batch_size", "4",
         "--eval_interval", "10", "--eval_iters", "2", "--log_interval", "1", "--checkpoint_interval", "5",
         "--lr", "3e-3", "--warmup_iters", "5"]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    synth(out=root / "corpus", scale=0.03)
-    prepare([root / "corpus" / "pretrain.jsonl"], out=root / "data", vocab_size=300)
-    return root / "data"
 
 
 def _run(*args: str) -> subprocess.Popen:

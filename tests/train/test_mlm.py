@@ -11,11 +11,11 @@ import transformers
 
 from lmstack.data.prepare import prepare
 from lmstack.data.shards import TokenShards
-from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.model import preset
-from lmstack.train.loop import causal_lm_loss
-from lmstack.train.mlm import MaskedBatches, build_mlm_model, mask_tokens, save_mlm_model
+from lmstack.text.tokenizer import Tokenizer
+from lmstack.train.objectives.causal import causal_lm_loss
+from lmstack.train.objectives.mlm import MaskedBatches, build_mlm_model, mask_tokens, save_mlm_model
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,9 @@
 
 Each batch is random windows of the token shards (the same draw as causal pretraining) in which 15% of the
 tokens are chosen as targets: 80% of those are replaced by the mask token, 10% by a random token and 10% kept.
-Labels are -100 everywhere else, so ``causal_lm_loss`` (cross-entropy, ignoring -100) is the MLM loss as is.
-All randomness comes from the caller's ``torch.Generator``, so a resumed run draws the same masks.
+Labels are -100 everywhere else, so ``causal_lm_loss`` (cross-entropy, ignoring -100) is the MLM loss as is:
+``MaskedLM`` is ``CausalLM`` with another model and other batches. All randomness comes from the trainer's
+``torch.Generator``, so a resumed run draws the same masks.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from lmstack.data.shards import TokenShards
-from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.model.config import ModelConfig
-from lmstack.model.encoder_text import specials
 from lmstack.model.families.bert import build_encoder
+from lmstack.model.encoder_text import specials
 from lmstack.model.heads import EncoderForMaskedLM
-from lmstack.model.hf import save_model
+from lmstack.model.families.bert import load_encoder
+from lmstack.model.hf import save_model, write_model_files
+from lmstack.text.tokenizer import Tokenizer
+from lmstack.train.objectives.causal import IGNORE, CausalLM
 
 
 def build_mlm_model(config: ModelConfig) -> EncoderForMaskedLM:
@@ -63,9 +67,28 @@ def mask_tokens(x: torch.Tensor, mask_id: int, vocab_size: int, special_ids: tor
     if not chosen.any() and can.any():  # an all-ignored batch would make the loss NaN
         first = can.flatten().nonzero()[torch.randint(int(can.sum()), (1,), generator=generator)]
         chosen.view(-1)[first] = True
-    labels = torch.where(chosen, x, -100)
+    labels = torch.where(chosen, x, IGNORE)
     r = torch.rand(x.shape, generator=generator)
     random_tokens = torch.randint(vocab_size, x.shape, generator=generator)
     inputs = torch.where(chosen & (r < 0.8), mask_id, x)
     inputs = torch.where(chosen & (r >= 0.8) & (r < 0.9), random_tokens, inputs)
     return inputs, labels
+
+
+class MaskedLM(CausalLM):
+    """Cross-entropy on the masked tokens of ``MaskedBatches`` of the shards; a BERT encoder with its MLM head
+    is built, checkpointed and saved as a ``BertForMaskedLM`` directory."""
+
+    def __init__(self, train: TokenShards, val: TokenShards, batch_size: int, block: int, model_config: ModelConfig,
+                 tokenizer: Tokenizer):
+        super().__init__(MaskedBatches(train, tokenizer), MaskedBatches(val, tokenizer), batch_size, block,
+                         model_config, tokenizer)
+
+    def build(self, device: torch.device) -> nn.Module:
+        return build_mlm_model(self.model_config).to(device)
+
+    def write_state(self, model: nn.Module, folder: Path) -> None:
+        write_model_files(model, folder, self.tokenizer)
+
+    def load(self, folder: Path, device: torch.device) -> nn.Module:
+        return load_encoder(folder, head="mlm", device=device)[0]

@@ -1,0 +1,96 @@
+"""The fine-tuning objective: next-token cross-entropy on the assistant's tokens of chat-templated conversations.
+
+    L = -1/|A| sum_{t in A} log p(x_{t+1} | x_{<=t}),  A = the positions whose next token the assistant wrote
+
+(``CausalLM``'s loss; the prompt's targets are -100, see ``adapt.data``). The model is the base with the method
+applied (``method.apply``), built after the trainer seeded torch so a LoRA's initial weights are the seed's.
+A checkpoint holds only the parameters that train (the base stays on disk where it was), or the whole model
+for full fine-tuning; the artefact is an adapter directory, or a model directory for full fine-tuning.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lmstack.adapt.data import SFTBatches, encode_all
+from lmstack.adapt.methods import Full, base_fingerprint, count_parameters, save_adapter
+from lmstack.data.conversations import Format, read_conversations
+from lmstack.errors import LmstackError
+from lmstack.model.hf import load_model, save_model, write_model_files
+from lmstack.text.tokenizer import Tokenizer
+from lmstack.train.objective import Objective
+from lmstack.train.objectives.causal import CausalLM
+
+
+class SupervisedFinetune(CausalLM):
+    """Fine-tune the model in ``base`` with ``method`` on ``train`` conversations, validated on ``val``
+    (empty: a seeded ``val_fraction`` of ``train``, at least one, is held out); ``max_len``: tokens per example
+    (None: the model's context)."""
+
+    def __init__(self, base: Path, method, tokenizer: Tokenizer, train: list[Path], val: list[Path],
+                 batch_size: int, max_len: int | None = None, val_fraction: float = 0.05, fmt: Format = "auto",
+                 seed: int = 0):
+        if tokenizer.pad_id is None and tokenizer.eos_id is None:
+            raise LmstackError(f"{base}: the tokenizer has neither a pad nor an eos token to pad batches with")
+        super().__init__(None, None, batch_size, 0, tokenizer=tokenizer)
+        self.base, self.method, self.peft = Path(base), method, not isinstance(method, Full)
+        self.files, self.max_len, self.val_fraction, self.format, self.seed = (train, val), max_len, val_fraction, \
+            fmt, seed
+        self.data_stats: dict = {}
+
+    def build(self, device: torch.device) -> nn.Module:
+        return self._prepare(self.method.apply(load_model(self.base, device=device), self.tokenizer))
+
+    def write_state(self, model: nn.Module, folder: Path) -> None:
+        if self.peft:
+            Objective.write_state(self, model, folder)  # the trainable parameters only
+        else:
+            write_model_files(model, folder, self.tokenizer)
+
+    def restore(self, folder: Path, device: torch.device) -> nn.Module:
+        if self.peft:
+            return Objective.restore(self, folder, device)  # the base with the method, then the trained part
+        return self._prepare(self.method.apply(load_model(folder, device=device), self.tokenizer))
+
+    def save(self, model: nn.Module, out: Path) -> Path:
+        if self.peft:
+            return save_adapter(self.method, model, out / "adapter", base_fingerprint(model), str(self.base),
+                                self.tokenizer)
+        return save_model(model, out / "model", self.tokenizer)
+
+    def title(self, model: nn.Module) -> str:
+        params = count_parameters(model)
+        return (f"{type(self.method).__name__.lower()} fine-tuning · {params['trainable_params']:,} of "
+                f"{params['total_params']:,} parameters trained")
+
+    def _prepare(self, model: nn.Module) -> nn.Module:
+        """Cut the conversations to the model's context (once it is known) and make the batches."""
+        self.block = self.max_len or model.config.block_size
+        if self.block > model.config.block_size:
+            raise LmstackError(f"max_len {self.block} exceeds the model's context of {model.config.block_size} tokens")
+        if not self.data_stats:
+            self.data["train"], self.data["val"], self.data_stats = self._datasets()
+        return model
+
+    def _datasets(self) -> tuple[SFTBatches, SFTBatches, dict]:
+        """Encode the training (and validation) conversations; without validation files, a seeded
+        ``val_fraction`` of the training conversations (at least one) is held out."""
+        train_files, val_files = self.files
+        conversations = [c for path in train_files for c in read_conversations(path, self.format)]
+        if val_files:
+            val = [c for path in val_files for c in read_conversations(path, self.format)]
+        else:
+            random.Random(self.seed).shuffle(conversations)
+            n_val = max(1, round(self.val_fraction * len(conversations)))
+            if n_val >= len(conversations):
+                raise LmstackError(f"{len(conversations)} conversation(s) cannot be split into train and validation; "
+                                   "give more data or --val_data")
+            conversations, val = conversations[n_val:], conversations[:n_val]
+        train_ex, train_stats = encode_all(self.tokenizer, conversations, self.block)
+        val_ex, _ = encode_all(self.tokenizer, val, self.block)
+        pad = self.tokenizer.pad_id if self.tokenizer.pad_id is not None else self.tokenizer.eos_id
+        return SFTBatches(train_ex, pad), SFTBatches(val_ex, pad), {"val_examples": len(val_ex), **train_stats}

@@ -1,0 +1,1 @@
+"""Training objectives, one module each: ``causal`` (next-token prediction), ``mlm`` (masked-language modelling)."""
