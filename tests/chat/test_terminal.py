@@ -11,11 +11,11 @@ import torch
 
 from lmstack.chat.terminal import ChatSession, repl
 from lmstack.chat.tools import calculator
-from lmstack.text.tokenizer import train_bpe
 from lmstack.generate.api import generate
 from lmstack.model import build_model, preset
 from lmstack.model.hf import save_model
 from lmstack.serve.engine import Engine
+from lmstack.text.tokenizer import train_bpe
 
 TEXT = ["hello world, 你好，世界！ The river town of Kell trades salt and amber."] * 20
 
