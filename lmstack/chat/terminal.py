@@ -40,10 +40,13 @@ class ChatSession:
     def reset(self) -> None:
         self.history = []
 
-    def say(self, text: str, on_text: Callable[[str], None]) -> list[dict]:
-        """Send a user message; stream the reply's text to ``on_text``; return the messages added."""
+    def say(self, text: str, on_text: Callable[[str], None],
+            on_message: Callable[[dict], None] | None = None) -> list[dict]:
+        """Send a user message; stream the replies' text to ``on_text`` and give each message added (replies,
+        tool results) to ``on_message``; return the messages added."""
         user = {"role": "user", "content": text}
-        added = tool_loop(lambda messages: self.reply(messages, on_text), self.messages() + [user], self.tools)
+        added = tool_loop(lambda messages: self.reply(messages, on_text), self.messages() + [user], self.tools,
+                          on_message=on_message)
         self.history += [user, *added]
         return added
 
@@ -104,18 +107,21 @@ def repl(session: ChatSession, lines: Iterable[str], out: TextIO) -> int:
         else:
             print("assistant> ", end="", file=out, flush=True)
             try:
-                added = session.say(line, lambda piece: print(piece, end="", file=out, flush=True))
+                session.say(line, lambda piece: print(piece, end="", file=out, flush=True),
+                            lambda m: print(_shown(m), end="", file=out, flush=True))
             except LmstackError as e:
                 print(f"\n(error: {e})", file=out)
                 continue
-            for m in added:
-                if m.get("tool_calls"):
-                    print(_calls(m).strip(), end="", file=out, flush=True)
-                if m["role"] == "tool":
-                    print(f"\n[tool] {m['content']}\nassistant> ", end="", file=out, flush=True)
             print(file=out)
             turns += 1
     return turns
+
+
+def _shown(message: dict) -> str:
+    """What the terminal prints of a message once added (its text was streamed): tool calls and results."""
+    if message["role"] == "tool":
+        return f"\n[tool] {message['content']}\nassistant> "
+    return _calls(message).strip()
 
 
 def _calls(message: dict) -> str:

@@ -12,14 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from lmstack.serve.backend import Backend, Choices, Output, check_finish, usage
 from lmstack.serve.errors import RESPONSES, APIError
-from lmstack.serve.schemas import (
-    ChatChoice,
-    ChatRequest,
-    ChatResponse,
-    ChoiceLogprobs,
-    ResponseMessage,
-    ResponseToolCall,
-)
+from lmstack.serve.schemas import (ChatChoice, ChatRequest, ChatResponse, ChoiceLogprobs, ResponseMessage,
+                                   ResponseToolCall)
 from lmstack.serve.sse import sse
 from lmstack.text.tool_stream import call_opening, reply_reader
 
@@ -43,8 +37,7 @@ def router(backend: Backend) -> APIRouter:
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if body.stream:
             return sse(_chunks(backend, choices, body, rid, created, forced, bool(tools)), choices.cancel)
-        answers = []
-        outs = await choices.collect(request)
+        outs, answers = await choices.collect(request), []
         for i, out in enumerate(outs):
             content, calls = reply_reader(bool(tools), forced).read(out.text)
             message = ResponseMessage(content=content or (None if calls else ""), tool_calls=[
