@@ -20,6 +20,7 @@ from lmstack.io import read_jsonl
 from lmstack.qa.reader import Prediction, Reader, ReaderSettings, fit, new_reader, score_predictions
 from lmstack.qa.squad import Example, read_squad
 from lmstack.text.chat import ChatFormat
+from lmstack.text.tokenizer import Tokenizer
 
 CITATION = re.compile(r"\[([^\[\]\s]+)\]")
 SYSTEM = ("Answer the question using only the passages below, briefly. After the answer, cite the id of each "
@@ -47,7 +48,7 @@ def generation_messages(question: str, hits: list[tuple[str, str]]) -> list[dict
             {"role": "user", "content": f"Passages:\n{passages}\n\nQuestion: {question}"}]
 
 
-def generation_prompt(tokenizer, question: str, hits: list[tuple[str, str]]) -> str:
+def generation_prompt(tokenizer: Tokenizer, question: str, hits: list[tuple[str, str]]) -> str:
     """Chat-template prompt: the passages labelled by id, then the question."""
     return ChatFormat(tokenizer).render(generation_messages(question, hits))
 
@@ -96,7 +97,6 @@ def generate_answer(model_dir: Path, question: str, hits: list[tuple[str, str]],
     cited ids that were retrieved."""
     from lmstack.generate.api import generate
     from lmstack.model.hf import load_model
-    from lmstack.text.tokenizer import Tokenizer
 
     model, tokenizer = load_model(model_dir).eval(), Tokenizer.load(model_dir)
     chat = ChatFormat(tokenizer)
