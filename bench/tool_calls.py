@@ -22,13 +22,14 @@ from pathlib import Path
 
 import torch
 
-from lmstack.text.chat_template import parse_tool_calls
 from lmstack.chat.tools import calculate
 from lmstack.cli import emit
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
 from lmstack.serve.engine import Engine, Request
-from lmstack.serve.prompt import encode_chat, end_ids, load_for_serving
+from lmstack.serve.loading import load_for_serving
+from lmstack.text.chat import ChatFormat
+from lmstack.text.tool_stream import parse_tool_calls
 
 
 def judge(record: dict, reply: str) -> tuple[bool, bool]:
@@ -56,6 +57,7 @@ def judge(record: dict, reply: str) -> tuple[bool, bool]:
 
 def run(model_dir: Path, data: Path, limit: int | None, slots: int) -> dict:
     model, tokenizer = load_for_serving(model_dir)
+    chat = ChatFormat(tokenizer)
     records = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()][:limit]
     engine = Engine(model, tokenizer, slots=slots, max_queue=len(records)).start()
     replies: dict[int, str] = defaultdict(str)
@@ -64,12 +66,12 @@ def run(model_dir: Path, data: Path, limit: int | None, slots: int) -> dict:
     try:
         for i, record in enumerate(records):
             head = record["messages"][:next(k for k, m in enumerate(record["messages"]) if m["role"] == "assistant")]
-            prompt = encode_chat(tokenizer, head, record["tools"])
+            prompt = chat.encode(head, record["tools"])
             budget = min(64, engine.max_len - len(prompt))
             if budget <= 0:
                 raise LmstackError(f"test conversation {i} is {len(prompt)} tokens, beyond the model's context")
             emit = lambda e, i=i: (replies.__setitem__(i, replies[i] + e.text), e.finish and done.append(i))  # noqa: E731
-            engine.submit(Request(prompt, GenerationConfig(max_new_tokens=budget), emit, end_ids(tokenizer, True)))
+            engine.submit(Request(prompt, GenerationConfig(max_new_tokens=budget), emit, chat.end_ids))
         while len(done) < len(records):
             time.sleep(0.05)
     finally:

@@ -12,13 +12,14 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
 
-from lmstack.text.chat_template import parse_tool_calls
 from lmstack.chat.tools import Tool, calculator, open_index, search, tool_loop
 from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
 from lmstack.serve.engine import Engine, Request
-from lmstack.serve.prompt import encode_chat, end_ids, load_for_serving
+from lmstack.serve.loading import load_for_serving
+from lmstack.text.chat import ChatFormat
+from lmstack.text.tool_stream import reply_reader
 
 HELP = "commands: /reset, /history, /temp T, /system TEXT, /exit"
 
@@ -29,6 +30,7 @@ class ChatSession:
     def __init__(self, engine: Engine, system: str | None = None, tools: Iterable[Tool] = (),
                  temperature: float = 0.7, max_tokens: int = 256):
         self.engine, self.system, self.tools = engine, system, list(tools)
+        self.chat = ChatFormat(engine.tokenizer)
         self.temperature, self.max_tokens = temperature, max_tokens
         self.history: list[dict] = []
 
@@ -38,31 +40,37 @@ class ChatSession:
     def reset(self) -> None:
         self.history = []
 
-    def say(self, text: str, on_text: Callable[[str], None]) -> list[dict]:
-        """Send a user message; stream the reply's text to ``on_text``; return the messages added."""
+    def say(self, text: str, on_text: Callable[[str], None],
+            on_message: Callable[[dict], None] | None = None) -> list[dict]:
+        """Send a user message; stream the replies' text to ``on_text`` and give each message added (replies,
+        tool results) to ``on_message``; return the messages added."""
         user = {"role": "user", "content": text}
-        added = tool_loop(lambda messages: self.reply(messages, on_text), self.messages() + [user], self.tools)
+        added = tool_loop(lambda messages: self.reply(messages, on_text), self.messages() + [user], self.tools,
+                          on_message=on_message)
         self.history += [user, *added]
         return added
 
     def reply(self, messages: list[dict], on_text: Callable[[str], None]) -> dict:
-        """One assistant message for ``messages``, its tool calls parsed out of the text."""
-        tokenizer = self.engine.tokenizer
+        """One assistant message for ``messages``: its content streamed to ``on_text`` as it comes, its tool
+        calls read out of the reply (and not shown)."""
         schemas = [t.schema() for t in self.tools] or None
-        prompt = encode_chat(tokenizer, messages, schemas)
+        prompt = self.chat.encode(messages, schemas)
         room = self.engine.max_len - len(prompt)
         if room <= 0:
             raise LmstackError(f"the conversation is {len(prompt)} tokens, the context {self.engine.max_len}; /reset")
         sample = self.temperature > 0
         config = GenerationConfig(max_new_tokens=min(self.max_tokens, room), do_sample=sample,
                                   temperature=self.temperature if sample else 1.0)
-        text = ""
-        for event in self.engine.stream(Request(prompt, config, on_text, end_ids(tokenizer, chat=True))):
+        reader, content, calls = reply_reader(bool(self.tools)), "", []
+        for event in self.engine.stream(Request(prompt, config, on_text, self.chat.end_ids)):
             if event.error:
                 raise LmstackError(f"generation failed: {event.error}")
-            on_text(event.text)
-            text += event.text
-        content, calls = parse_tool_calls(text) if self.tools else (text, [])
+            piece, made = reader.push(event.text)
+            if event.finish:
+                rest, more = reader.finish()
+                piece, made = piece + rest, made + more
+            on_text(piece)
+            content, calls = content + piece, calls + made
         return {"role": "assistant", "content": content, **({"tool_calls": calls} if calls else {})}
 
 
@@ -99,16 +107,21 @@ def repl(session: ChatSession, lines: Iterable[str], out: TextIO) -> int:
         else:
             print("assistant> ", end="", file=out, flush=True)
             try:
-                added = session.say(line, lambda piece: print(piece, end="", file=out, flush=True))
+                session.say(line, lambda piece: print(piece, end="", file=out, flush=True),
+                            lambda m: print(_shown(m), end="", file=out, flush=True))
             except LmstackError as e:
                 print(f"\n(error: {e})", file=out)
                 continue
-            for m in added:
-                if m["role"] == "tool":
-                    print(f"\n[tool] {m['content']}\nassistant> ", end="", file=out, flush=True)
             print(file=out)
             turns += 1
     return turns
+
+
+def _shown(message: dict) -> str:
+    """What the terminal prints of a message once added (its text was streamed): tool calls and results."""
+    if message["role"] == "tool":
+        return f"\n[tool] {message['content']}\nassistant> "
+    return _calls(message).strip()
 
 
 def _calls(message: dict) -> str:

@@ -190,20 +190,26 @@ def run_tool(call: dict, tools: dict[str, Tool]) -> str:
 
 
 def tool_loop(reply: Callable[[list[dict]], dict], messages: list[dict], tools: list[Tool],
-              max_steps: int = 4) -> list[dict]:
+              max_steps: int = 4, on_message: Callable[[dict], None] | None = None) -> list[dict]:
     """Extend ``messages`` with model replies and tool results until a reply calls no tool.
 
     ``reply(messages)`` returns an assistant message (``content``, optional OpenAI ``tool_calls``). After
     ``max_steps`` replies the loop stops, the conversation then ending with tool results. Returns the
-    messages added.
+    messages added, each also given to ``on_message`` as it is added.
     """
     by_name, added = {t.name: t for t in tools}, []
+
+    def add(message: dict) -> None:
+        added.append(message)
+        if on_message is not None:
+            on_message(message)
+
     for step in range(max_steps):
         message = reply(messages + added)
-        added.append(message)
+        add(message)
         if not message.get("tool_calls"):
             break
         for i, call in enumerate(message["tool_calls"]):
             call_id = call.get("id") or f"call_{step}_{i}"
-            added.append({"role": "tool", "tool_call_id": call_id, "content": run_tool(call, by_name)})
+            add({"role": "tool", "tool_call_id": call_id, "content": run_tool(call, by_name)})
     return added

@@ -15,21 +15,22 @@ import torch
 from torch import nn
 
 from lmstack.data.conversations import Format, read_conversations
-from lmstack.text.tokenizer import IM_END, Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.generate.api import generate
+from lmstack.text.chat import ChatFormat
+from lmstack.text.tokenizer import Tokenizer
 
 
 def exact_match(model: nn.Module, tokenizer: Tokenizer, conversations: list[dict], max_new_tokens: int = 96,
                 batch_size: int = 16, n_examples: int = 3) -> dict:
     """Exact-match accuracy of the last assistant turn of each conversation, overall and per ``kind``."""
-    prompts, references, kept, questions = [], [], [], []
+    chat, prompts, references, kept, questions = ChatFormat(tokenizer), [], [], [], []
     for c in conversations:
         last = max((i for i, m in enumerate(c["messages"]) if m["role"] == "assistant"), default=None)
         if last is None:
             raise LmstackError("a test conversation has no assistant turn to compare with")
-        prompt = tokenizer.apply_chat_template(c["messages"][:last], c.get("tools"), add_generation_prompt=True)
-        if len(tokenizer.encode(prompt)) >= model.config.block_size:
+        prompt = chat.encode(c["messages"][:last], c.get("tools"))
+        if len(prompt) >= model.config.block_size:
             continue  # no room to answer: counted as skipped
         prompts.append(prompt)
         references.append((c["messages"][last].get("content") or "").strip())
@@ -41,7 +42,7 @@ def exact_match(model: nn.Module, tokenizer: Tokenizer, conversations: list[dict
     with torch.inference_mode():
         for start in range(0, len(prompts), batch_size):
             replies += generate(model, tokenizer, prompts[start:start + batch_size], max_new_tokens=max_new_tokens,
-                                stop=[IM_END])
+                                stop_ids=chat.end_ids)
     hits = [r.strip() == ref for r, ref in zip(replies, references)]
     by_kind: dict[str, list[bool]] = defaultdict(list)
     for c, hit in zip(kept, hits):

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Iterator, Literal
+from typing import Collection, Iterator, Literal
 
 import torch
 
 from lmstack.adapt.methods import load_adapted
-from lmstack.text.tokenizer import IM_END, Tokenizer
+from lmstack.text.chat import ChatFormat
+from lmstack.text.tokenizer import Tokenizer
 from lmstack.generate.beam import beam_search
 from lmstack.generate.compiled import compiled_step
 from lmstack.generate.config import GenerationConfig
@@ -26,17 +27,19 @@ from lmstack.text.stream import TextStream
 from lmstack.model import Transformer
 
 
-def generate(model: Transformer, tokenizer: Tokenizer, prompt: str | list[str], config: GenerationConfig | None = None,
-             **overrides) -> str | list[str]:
-    """The continuation of ``prompt``, or of each prompt in a list (decoded together as one batch).
+def generate(model: Transformer, tokenizer: Tokenizer, prompt: str | list[str] | list[list[int]],
+             config: GenerationConfig | None = None, stop_ids: Collection[int] = (), **overrides) -> str | list[str]:
+    """The continuation of ``prompt``, or of each prompt in a list (decoded together as one batch; a prompt in
+    a list may be token ids, say a conversation from ``ChatFormat.encode``).
 
-    ``overrides`` are GenerationConfig fields, e.g. ``max_new_tokens=20, num_beams=3``. For speed, see
+    ``overrides`` are GenerationConfig fields, e.g. ``max_new_tokens=20, num_beams=3``; a row also ends at a
+    token in ``stop_ids`` (a chat turn's end), left out of the text as eos is. For speed, see
     ``decode_layout`` (fp32 weights laid out for one-token steps) and ``compile=True``.
     """
     config = _config(config, overrides)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     streams = [TextStream(tokenizer, config.stop) for _ in prompts]
-    for _ in pieces(model, tokenizer, prompts, config, streams):
+    for _ in pieces(model, tokenizer, prompts, config, streams, stop_ids):
         pass
     texts = [s.text for s in streams]
     return texts[0] if isinstance(prompt, str) else texts
@@ -51,17 +54,19 @@ def stream(model: Transformer, tokenizer: Tokenizer, prompt: str, config: Genera
             yield piece
 
 
-def pieces(model: Transformer, tokenizer: Tokenizer, prompts: list[str], config: GenerationConfig,
-           streams: list[TextStream]) -> Iterator[tuple[int, str]]:
-    """(row, text piece) for a batch of prompts, in the order they are made; ``streams[row]`` holds each
-    row's tokens and text. Decoding stops early once every row has met eos or a stop string."""
+def pieces(model: Transformer, tokenizer: Tokenizer, prompts: list[str] | list[list[int]], config: GenerationConfig,
+           streams: list[TextStream], stop_ids: Collection[int] = ()) -> Iterator[tuple[int, str]]:
+    """(row, text piece) for a batch of prompts (texts or token ids), in the order they are made;
+    ``streams[row]`` holds each row's tokens and text. Decoding stops early once every row has met eos, a
+    token in ``stop_ids`` or a stop string."""
     ids = [_encode(tokenizer, p) for p in prompts]
     eos, open_rows = tokenizer.eos_id, len(prompts)
+    ends = {eos, *stop_ids} - {None}
     for row, token in _tokens(model, ids, config, eos):
         s = streams[row]
         if s.done:
             continue
-        yield row, s.finish() if token == eos else s.push(token)
+        yield row, s.finish() if token in ends else s.push(token)
         open_rows -= s.done
         if not open_rows:
             return
@@ -83,7 +88,9 @@ def _tokens(model: Transformer, ids: list[list[int]], config: GenerationConfig,
         yield from enumerate(tokens.tolist())
 
 
-def _encode(tokenizer: Tokenizer, prompt: str) -> list[int]:
+def _encode(tokenizer: Tokenizer, prompt: str | list[int]) -> list[int]:
+    if not isinstance(prompt, str):
+        return list(prompt)
     start = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
     return tokenizer.encode(prompt) or ([start] if start is not None else [])
 
@@ -129,14 +136,15 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", adapte
                               seed=seed, compile=compile)
     net, tokenizer = load_adapted(model, adapter, dtype=getattr(torch, dtype))
     net = decode_layout(net)
+    inputs, stop_ids = prompt, frozenset()
     if chat:
-        prompt = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True)
-                  for p in prompt]
-        config = dataclasses.replace(config, stop=[*config.stop, IM_END])
+        chat_format, turns = ChatFormat(tokenizer), [[{"role": "user", "content": p}] for p in prompt]
+        prompt, inputs = [chat_format.render(t) for t in turns], [chat_format.encode(t) for t in turns]
+        stop_ids = chat_format.end_ids
     live = stream and len(prompt) == 1  # with --json the CLI sends this to stderr
     streams = [TextStream(tokenizer, config.stop) for _ in prompt]
     start = time.perf_counter()
-    for _, piece in pieces(net, tokenizer, prompt, config, streams):
+    for _, piece in pieces(net, tokenizer, inputs, config, streams, stop_ids):
         if live:
             print(piece, end="", flush=True)
     seconds = time.perf_counter() - start

@@ -23,7 +23,8 @@ from lmstack.qa.reader import Prediction, Reader, ReaderSettings, new_reader, sc
 from lmstack.qa.squad import SquadExample, read_squad
 from lmstack.retrieval.documents import Passage
 from lmstack.retrieval.index import Retriever, build
-from lmstack.text.tokenizer import IM_END, Tokenizer
+from lmstack.text.chat import ChatFormat
+from lmstack.text.tokenizer import Tokenizer
 
 CITATION = re.compile(r"\[([^\[\]\s]+)\]")
 SYSTEM = ("Answer the question using only the passages below, briefly. After the answer, cite the id of each "
@@ -45,12 +46,16 @@ def read_passages(reader: Reader, question: str, hits: list[tuple[str, str]]) ->
     return preds[pid], pid, preds
 
 
-def generation_prompt(tokenizer, question: str, hits: list[tuple[str, str]]) -> str:
-    """Chat-template prompt: the passages labelled by id, then the question."""
+def generation_messages(question: str, hits: list[tuple[str, str]]) -> list[dict]:
+    """The conversation to answer: the passages labelled by id, then the question."""
     passages = "\n".join(f"[{pid}] {text}" for pid, text in hits)
-    messages = [{"role": "system", "content": SYSTEM.format(example=hits[0][0])},
-                {"role": "user", "content": f"Passages:\n{passages}\n\nQuestion: {question}"}]
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    return [{"role": "system", "content": SYSTEM.format(example=hits[0][0])},
+            {"role": "user", "content": f"Passages:\n{passages}\n\nQuestion: {question}"}]
+
+
+def generation_prompt(tokenizer: Tokenizer, question: str, hits: list[tuple[str, str]]) -> str:
+    """Chat-template prompt: the passages labelled by id, then the question."""
+    return ChatFormat(tokenizer).render(generation_messages(question, hits))
 
 
 def ask(question: str, index: Path = Path("runs/index"), reader: Path | None = None, generator: Path | None = None,
@@ -92,11 +97,13 @@ def ask(question: str, index: Path = Path("runs/index"), reader: Path | None = N
 
 
 def generate_answer(model_dir: Path, question: str, hits: list[tuple[str, str]], max_new_tokens: int) -> dict:
-    """Decode an answer from a chat prompt holding the passages; keep the cited ids that were retrieved."""
+    """Decode an answer from a chat prompt holding the passages (a passage's text never forges a turn); keep the
+    cited ids that were retrieved."""
     model, tokenizer = load_model(model_dir).eval(), Tokenizer.load(model_dir)
-    prompt = generation_prompt(tokenizer, question, hits)
-    stop = [IM_END] if tokenizer.token_to_id(IM_END) is not None else []
-    text = generate(model, tokenizer, prompt, max_new_tokens=max_new_tokens, stop=stop).strip()
+    chat = ChatFormat(tokenizer)
+    prompt = chat.encode(generation_messages(question, hits))
+    [text] = generate(model, tokenizer, [prompt], max_new_tokens=max_new_tokens, stop_ids=chat.end_ids)
+    text = text.strip()
     retrieved = {pid for pid, _ in hits}
     cited = list(dict.fromkeys(c for c in CITATION.findall(text) if c in retrieved))
     return {"answer": CITATION.sub("", text).strip(), "cited": cited, "generated": text}

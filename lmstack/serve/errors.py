@@ -15,11 +15,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from lmstack.errors import LmstackError
+from lmstack.serve.schemas import ErrorResponse
 
 log = logging.getLogger("lmstack.serve")
 
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
          405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error"}
+
+RESPONSES: dict[int | str, dict] = {s: {"model": ErrorResponse} for s in (400, 401, 404, 413, 429)}  # for OpenAPI
 
 
 class APIError(Exception):

@@ -1,2 +1,2 @@
-"""The text layer: tokenizer, chat template, chat encoding and incremental decoding, under everything that
-reads or writes text."""
+"""The text layer: tokenizer, chat template, chat encoding (``ChatFormat``), tool calls read out of replies
+(``ToolCallStream``) and incremental decoding, under everything that reads or writes text."""

@@ -6,13 +6,12 @@ reads the same text in lmstack, in ``transformers`` and behind any server that h
 
 The default is ChatML (``<|im_start|>role\\n...<|im_end|>``) with tools: the system turn lists the tools as
 JSON, the assistant calls one by writing ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, and a
-``tool`` turn carries the result back.
+``tool`` turn carries the result back (``lmstack.text.tool_stream`` reads the calls out of a reply).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -113,29 +112,6 @@ def check_messages(messages: list[dict]) -> None:
             raise LmstackError(f"messages[{i}]: a {role} message needs 'content'")
         if role == "tool" and (i == 0 or messages[i - 1]["role"] not in ("assistant", "tool")):
             raise LmstackError(f"messages[{i}]: a tool message must follow an assistant turn that called a tool")
-
-
-def parse_tool_calls(text: str) -> tuple[str, list[dict]]:
-    """Split a reply into its plain content and its tool calls, OpenAI-shaped:
-    ``{"type": "function", "function": {"name": ..., "arguments": "<json string>"}}``.
-
-    A ``<tool_call>`` whose body is not a JSON object with a string ``name`` stays in the content.
-    """
-    calls, kept, pos = [], [], 0
-    for m in re.finditer(re.escape(TOOL_CALL_OPEN) + r"(.*?)" + re.escape(TOOL_CALL_CLOSE), text, re.S):
-        try:
-            body = json.loads(m.group(1))
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-            continue
-        kept.append(text[pos:m.start()])
-        pos = m.end()
-        args = body.get("arguments", {})
-        calls.append({"type": "function", "function": {
-            "name": body["name"], "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)}})
-    kept.append(text[pos:])
-    return "".join(kept).strip(), calls
 
 
 @lru_cache(maxsize=8)

@@ -11,11 +11,11 @@ import torch
 
 from lmstack.chat.terminal import ChatSession, repl
 from lmstack.chat.tools import calculator
-from lmstack.text.tokenizer import train_bpe
 from lmstack.generate.api import generate
 from lmstack.model import build_model, preset
 from lmstack.model.hf import save_model
-from lmstack.serve.engine import Engine
+from lmstack.serve.engine import Engine, Event
+from lmstack.text.tokenizer import train_bpe
 
 TEXT = ["hello world, 你好，世界！ The river town of Kell trades salt and amber."] * 20
 
@@ -75,6 +75,27 @@ def test_tools_mode_offers_the_tools_in_the_prompt(engine, parts):
     assert '"name": "calculator"' in tokenizer.decode(seen[0])
 
 
+def test_a_tool_call_is_read_out_of_the_streamed_reply_and_run(parts):
+    _, tokenizer = parts
+    call = '<tool_call>{"name": "calculator", "arguments": {"expression": "2 + 2"}}</tool_call>'
+    script = [["Let me ", "work it out <tool", call[len("<tool"):-3], call[-3:]], ["It is ", "4."]]
+    engine = _Scripted(tokenizer, script)
+    session = ChatSession(engine, tools=[calculator()], temperature=0, max_tokens=8)
+    shown = []
+    added = session.say("what is 2 + 2?", shown.append)
+    assert "".join(shown) == "Let me work it outIt is 4."  # the call's text is never shown
+    assert added == [
+        {"role": "assistant", "content": "Let me work it out", "tool_calls": [
+            {"type": "function", "function": {"name": "calculator", "arguments": '{"expression": "2 + 2"}'}}]},
+        {"role": "tool", "tool_call_id": "call_0_0", "content": "4"},
+        {"role": "assistant", "content": "It is 4."}]
+    assert all(r.stop_ids == {tokenizer.eos_id, tokenizer.token_to_id("<|im_end|>")} for r in engine.requests)
+    out = io.StringIO()
+    repl(ChatSession(_Scripted(tokenizer, script), tools=[calculator()], temperature=0), ["2 + 2?"], out)
+    assert out.getvalue() == ('assistant> Let me work it out[calculator({"expression": "2 + 2"})]\n[tool] 4\n'
+                              "assistant> It is 4.\n")
+
+
 def test_the_cli_command(tmp_path, parts):
     model, tokenizer = parts
     folder = save_model(model, tmp_path / "m", tokenizer=tokenizer)
@@ -98,3 +119,16 @@ class _Recording:
     def stream(self, request):
         self.seen.append(request.prompt)
         return self.engine.stream(request)
+
+
+class _Scripted:
+    """An engine that answers each request with the next scripted reply, in the given pieces."""
+
+    def __init__(self, tokenizer, replies):
+        self.tokenizer, self.max_len, self.replies, self.requests = tokenizer, 512, list(replies), []
+
+    def stream(self, request):
+        self.requests.append(request)
+        pieces = self.replies.pop(0)
+        for k, piece in enumerate(pieces):
+            yield Event(text=piece, token=0, finish="stop" if k == len(pieces) - 1 else None)

@@ -75,7 +75,7 @@ def test_generator_cites_only_retrieved_passages(index, generator, monkeypatch):
     real = ask("Where does Theo Thorne live?", index, generator=generator, k=2, max_new_tokens=4)
     assert real["mode"] == "generator" and isinstance(real["answer"], str)  # a random model: plumbing only
     monkeypatch.setattr("lmstack.qa.ask.generate",
-                        lambda *a, **kw: "Stonebridge [person-00-en] [made-up-id] [person-00-en]")
+                        lambda *a, **kw: ["Stonebridge [person-00-en] [made-up-id] [person-00-en]"])
     out = ask("Where does Theo Thorne live?", index, generator=generator, k=2)
     assert out["answer"] == "Stonebridge" and out["cited"] == ["person-00-en"]
 

@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from lmstack.chat.tools import CALCULATOR_SPEC
-from lmstack.text.tokenizer import IM_END, Tokenizer, train_bpe
 from lmstack.model import Transformer, build_model, preset
 from lmstack.model.hf import save_model
-from lmstack.serve.prompt import encode_chat
+from lmstack.text.chat import ChatFormat
+from lmstack.text.tokenizer import IM_END, Tokenizer, train_bpe
 
 TEXT = ["The river town of Kell trades salt and amber. 凯尔河镇以盐和琥珀贸易为生。", "hello world, 你好，世界！",
         '<tool_call>{"name": "calculator", "arguments": {"expression": "2 + 2"}}</tool_call>'] * 20
@@ -55,7 +55,7 @@ def tape_model(tokenizer: Tokenizer) -> Transformer:
     torch.manual_seed(0)
     model = build_model(preset("gpt2-tiny", vocab_size=tokenizer.vocab_size, block_size=CONTEXT,
                                tie_embeddings=False)).eval()
-    start = len(encode_chat(tokenizer, TOOL_MESSAGES, TOOLS))
+    start = len(ChatFormat(tokenizer).encode(TOOL_MESSAGES, TOOLS))
     tape = tokenizer.encode(TOOL_REPLY) + [tokenizer.token_to_id(IM_END)]
     with torch.no_grad():
         for block in model.blocks:

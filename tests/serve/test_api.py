@@ -13,7 +13,7 @@ import torch
 
 from lmstack.generate.api import generate
 from lmstack.model.hf import load_model
-from lmstack.serve.prompt import encode_chat
+from lmstack.text.chat import ChatFormat
 
 from .conftest import API_KEY, CONTEXT, TOOL_MESSAGES, TOOLS
 
@@ -57,7 +57,7 @@ def test_chat_matches_local_greedy_decoding(client, local, tokenizer):
     expected = generate(model, tokenizer, prompt, max_new_tokens=20, stop=["<|im_end|>"])
     choice = reply.choices[0]
     assert choice.message.role == "assistant" and choice.message.content == expected
-    assert reply.usage.prompt_tokens == len(encode_chat(tokenizer, HELLO))
+    assert reply.usage.prompt_tokens == len(ChatFormat(tokenizer).encode(HELLO))
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
     assert choice.finish_reason == ("length" if reply.usage.completion_tokens == 20 else "stop")
 
@@ -135,7 +135,7 @@ def test_the_model_calls_a_tool(client, tokenizer):
     follow = client.chat.completions.create(model="tiny", messages=history, tools=TOOLS, max_tokens=4,
                                             tool_choice={"type": "function", "function": {"name": "calculator"}})
     forced = tokenizer.encode('<tool_call>{"name": "calculator", "arguments": ')
-    assert follow.usage.prompt_tokens == len(encode_chat(tokenizer, history, TOOLS)) + len(forced)
+    assert follow.usage.prompt_tokens == len(ChatFormat(tokenizer).encode(history, TOOLS)) + len(forced)
     none = client.chat.completions.create(model="tiny", messages=TOOL_MESSAGES, tools=TOOLS, tool_choice="none",
                                           max_tokens=4)
     assert none.choices[0].finish_reason != "tool_calls"
@@ -173,7 +173,7 @@ def test_bad_requests_get_openai_errors(server, body, status, words):
 
 
 def test_max_tokens_beyond_the_context(server, tokenizer):
-    room = CONTEXT - len(encode_chat(tokenizer, [{"role": "user", "content": "hello " * 450}]))
+    room = CONTEXT - len(ChatFormat(tokenizer).encode([{"role": "user", "content": "hello " * 450}]))
     body = {"model": "tiny", "messages": [{"role": "user", "content": "hello " * 450}], "max_tokens": room + 1}
     assert room + 1 <= 200
     assert_error(post(server, "/v1/chat/completions", body), 400, f"leaving {room}")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lmstack.text.chat_template import DEFAULT_CHAT_TEMPLATE, assistant_spans, check_messages, parse_tool_calls, render
-from lmstack.text.tokenizer import train_bpe
 from lmstack.errors import LmstackError
+from lmstack.text.chat_template import DEFAULT_CHAT_TEMPLATE, assistant_spans, check_messages, render
+from lmstack.text.tokenizer import train_bpe
 
 TOOLS = [{"type": "function", "function": {"name": "calculator", "description": "exact arithmetic",
                                            "parameters": {"type": "object", "properties": {"expression": {"type": "string"}},
@@ -69,10 +69,3 @@ def test_bad_conversations_are_named(messages, needle):
     with pytest.raises(LmstackError, match=needle.replace("[", r"\[").replace("]", r"\]")):
         check_messages(messages)
 
-
-def test_parse_tool_calls():
-    content, calls = parse_tool_calls('Let me check. <tool_call>{"name": "search", "arguments": {"q": "Kell"}}</tool_call>')
-    assert content == "Let me check."
-    assert calls == [{"type": "function", "function": {"name": "search", "arguments": '{"q": "Kell"}'}}]
-    content, calls = parse_tool_calls("<tool_call>not json</tool_call>")
-    assert calls == [] and content == "<tool_call>not json</tool_call>"

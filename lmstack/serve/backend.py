@@ -1,0 +1,156 @@
+"""The engine as the routes see it: an API request's decodings queued together, their events streamed or
+gathered, and cancelled together when the client goes away.
+
+The asyncio side only validates, tokenizes, queues and streams; the model runs in the engine's thread, which
+hands each event over to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from fastapi import Request
+
+from lmstack.generate.config import GenerationConfig
+from lmstack.serve.engine import Engine, EngineBusy, Event
+from lmstack.serve.engine import Request as Job
+from lmstack.serve.errors import APIError
+from lmstack.serve.schemas import Sampling, TokenLogprob, TopLogprob, Usage
+from lmstack.serve.settings import Settings
+from lmstack.text.chat import ChatFormat
+
+
+class Backend:
+    """One engine, its tokenizer and chat format, and the operator's settings, shared by every route."""
+
+    def __init__(self, engine: Engine, settings: Settings):
+        self.engine, self.settings = engine, settings
+        self.tokenizer = engine.tokenizer
+        self.chat = ChatFormat(self.tokenizer)
+        self.context = engine.max_len
+        self.created = int(time.time())
+
+    def check_model(self, name: str) -> None:
+        if name != self.settings.model_name:
+            raise APIError(404, f"the model {name!r} does not exist; this server serves {self.settings.model_name!r}",
+                           param="model", code="model_not_found")
+
+    def budget(self, prompt_len: int, requested: int | None) -> int:
+        """max_tokens as asked, or all the room left; a prompt or request that does not fit is a 400."""
+        room, cap = self.context - prompt_len, self.settings.max_tokens
+        if room <= 0:
+            raise APIError(400, f"the prompt is {prompt_len} tokens but the model's context is {self.context} "
+                                "tokens; shorten it", param="messages", code="context_length_exceeded")
+        if requested is None:
+            return min(room, cap or room)
+        if cap is not None and requested > cap:
+            raise APIError(400, f"max_tokens is {requested} but this server allows at most {cap}", param="max_tokens")
+        if requested > room:
+            raise APIError(400, f"the model's context is {self.context} tokens: the prompt takes {prompt_len}, "
+                                f"leaving {room} for max_tokens={requested}", param="max_tokens",
+                           code="context_length_exceeded")
+        return requested
+
+    def submit(self, prompts: list[tuple[list[int], int]], body: Sampling, stop_ids: frozenset[int],
+               logprobs: int | None) -> Choices:
+        """Queue ``n`` decodings of each (prompt, max_tokens), seeds seed, seed+1, ...: all or none (429 when
+        the queue is full). Choice ``k * n + i`` is prompt k's i-th decoding."""
+        sample = body.temperature > 0
+        loop, choices = asyncio.get_running_loop(), Choices(self.engine, [], asyncio.Queue())
+        for prompt, max_tokens in prompts:
+            for i in range(body.n):
+                config = GenerationConfig(max_new_tokens=max_tokens, do_sample=sample,
+                                          temperature=body.temperature if sample else 1.0,
+                                          top_k=body.top_k if sample else 0, top_p=body.top_p if sample else 1.0,
+                                          repetition_penalty=body.repetition_penalty, stop=body.stops(),
+                                          seed=None if body.seed is None else body.seed + i)
+                index, put = len(choices.jobs), choices.events.put_nowait
+                emit = lambda e, index=index, put=put: loop.call_soon_threadsafe(put, (index, e))  # noqa: E731
+                choices.jobs.append(Job(prompt, config, emit, stop_ids, logprobs))
+        try:
+            for job in choices.jobs:
+                self.engine.submit(job)
+        except EngineBusy as e:
+            choices.cancel()
+            raise APIError(429, str(e), code="queue_full",
+                           headers={"Retry-After": str(self.settings.retry_after)}) from e
+        return choices
+
+    def token_logprob(self, event: Event) -> TokenLogprob:
+        """The chosen token's log-probability and the most likely tokens', in the chat API's form."""
+        def entry(token: int, logprob: float) -> dict:
+            text = self.tokenizer.decode([token])
+            return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+        return TokenLogprob(**entry(event.token, event.logprob),
+                            top_logprobs=[TopLogprob(**entry(t, lp)) for t, lp in event.top or []])
+
+
+@dataclass
+class Choices:
+    """The jobs of one API request, and the queue their events arrive on as (choice index, event)."""
+    engine: Engine
+    jobs: list[Job]
+    events: asyncio.Queue
+
+    async def events_until_done(self, request: Request | None = None) -> AsyncIterator[tuple[int, Event]]:
+        """Events until every job has finished; with ``request``, stops early when the client disconnects
+        (checked whenever a second passes without an event)."""
+        open_jobs = len(self.jobs)
+        while open_jobs:
+            try:
+                i, event = await asyncio.wait_for(self.events.get(), timeout=1.0)
+            except asyncio.TimeoutError:
+                if request is not None and await request.is_disconnected():
+                    return
+                continue
+            yield i, event
+            open_jobs -= event.finish is not None
+
+    async def collect(self, request: Request) -> list[Output]:
+        """Every choice's whole output; cancels them all if the client goes away meanwhile."""
+        outs = [Output() for _ in self.jobs]
+        try:
+            async for i, event in self.events_until_done(request):
+                outs[i].add(event, self.jobs[i].stop_ids)
+        finally:
+            self.cancel()
+        for out in outs:
+            check_finish(out.finish, out.error)
+        return outs
+
+    def cancel(self) -> None:
+        for job in self.jobs:
+            self.engine.cancel(job)
+
+
+@dataclass
+class Output:
+    """One choice's events gathered: its text, the tokens that carry logprobs, how it ended."""
+    text: str = ""
+    tokens: list[Event] = field(default_factory=list)
+    completion_tokens: int = 0
+    finish: str | None = None
+    error: str | None = None
+
+    def add(self, event: Event, stop_ids: frozenset[int]) -> None:
+        self.text += event.text
+        if event.token is not None:
+            self.completion_tokens = event.completion_tokens
+            if event.logprob is not None and event.token not in stop_ids:
+                self.tokens.append(event)
+        if event.finish:
+            self.finish, self.error = event.finish, event.error
+
+
+def check_finish(finish: str | None, error: str | None) -> None:
+    """A choice that ended neither at a stop nor at its length was cancelled or failed: a 500 for the client."""
+    if finish not in ("stop", "length"):
+        raise APIError(500, error or "the request was cancelled", code="engine_error")
+
+
+def usage(prompt_tokens: int, outs: list[Output]) -> Usage:
+    completion = sum(o.completion_tokens for o in outs)
+    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion, total_tokens=prompt_tokens + completion)
