@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from lmstack.chat.tools import calculate
+from lmstack.tools.calculator import calculate
 from lmstack.cli import emit
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig

@@ -29,7 +29,7 @@ from lmstack.io import atomic_open, read_json, read_jsonl
 from lmstack.model.hf import load_model
 from lmstack.qa.ask import qa_demo_step
 from lmstack.train.config import TrainConfig
-from lmstack.train.loop import train
+from lmstack.train.pretrain import train
 
 CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 SFT_CONFIG = Path(__file__).parent / "configs" / "demo_sft.yaml"

@@ -14,6 +14,7 @@ from collections import defaultdict
 import torch
 from torch import nn
 
+from lmstack.adapt.methods import load_adapted
 from lmstack.data.conversations import Format, read_conversations
 from lmstack.errors import LmstackError
 from lmstack.generate.api import generate
@@ -65,8 +66,6 @@ def chat_eval(*, model: str, data: list[str], adapter: str | None = None, format
         limit: score only the first N conversations
         max_new_tokens: the longest reply generated
     """
-    from lmstack.adapt.methods import load_adapted
-
     net, tokenizer = load_adapted(model, adapter)
     conversations = [c for path in data for c in read_conversations(path, format)]
     start = time.perf_counter()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lmstack.errors import LmstackError
-from lmstack.model.families.registry import get_family
+from lmstack.model.registry import get_family
 
 
 @dataclass

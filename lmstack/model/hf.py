@@ -22,7 +22,7 @@ from lmstack.config import build
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json
 from lmstack.model.config import ModelConfig
-from lmstack.model.families.registry import build_model, family_for_hf, family_of
+from lmstack.model.registry import build_model, family_for_hf, family_of
 
 
 # ----------------------------------------------------------------------------------------------- configs

@@ -15,6 +15,7 @@ import os
 import time
 from pathlib import Path
 
+import uvicorn
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -71,7 +72,6 @@ def serve(*, model: Path, adapter: Path | None = None, host: str = "127.0.0.1", 
         device: cpu, cuda, or auto
         log_level: uvicorn's log level (info logs every request)
     """
-    import uvicorn
 
     net, tokenizer = load_for_serving(model, adapter, resolve_device(device))
     engine = Engine(net, tokenizer, slots=slots, max_queue=max_queue).start()

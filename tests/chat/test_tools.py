@@ -8,7 +8,8 @@ import random
 import pytest
 
 from lmstack.text.chat_template import render
-from lmstack.chat.tools import (FolderIndex, calculate, calculator, open_index, run_tool, search, tool_loop)
+from lmstack.chat.tools import FolderIndex, calculator, open_index, run_tool, search, tool_loop
+from lmstack.tools.calculator import calculate
 from lmstack.data.synth import DATASETS, build_world
 from lmstack.errors import LmstackError
 
@@ -62,7 +63,8 @@ def test_tool_loop_feeds_results_back_until_an_answer():
         seen.append(messages)
         if messages[-1]["role"] == "user":
             return {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": '{"expression": "6*7"}'}}]}
+                {"id": "c1", "type": "function",
+                 "function": {"name": "calculator", "arguments": '{"expression": "6*7"}'}}]}
         return {"role": "assistant", "content": f"The answer is {messages[-1]['content']}."}
 
     added = tool_loop(reply, [{"role": "user", "content": "6 times 7?"}], [calculator()])

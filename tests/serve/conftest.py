@@ -18,7 +18,7 @@ import httpx2
 import pytest
 import torch
 
-from lmstack.chat.tools import CALCULATOR_SPEC
+from lmstack.tools.specs import CALCULATOR_SPEC
 from lmstack.model import Transformer, build_model, preset
 from lmstack.model.hf import save_model
 from lmstack.text.chat import ChatFormat

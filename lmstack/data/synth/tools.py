@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import random
 
-from lmstack.chat.tools import CALCULATOR_SPEC, SEARCH_SPEC, calculate, format_number
+from lmstack.tools.calculator import calculate, format_number
+from lmstack.tools.specs import CALCULATOR_SPEC, SEARCH_SPEC
 from lmstack.data.synth.facts import dollars, person_fact, place_slots, say
 from lmstack.data.synth.qa import PERSON_QUESTIONS, PLACE_QUESTIONS, translate
 from lmstack.data.synth.registry import dataset

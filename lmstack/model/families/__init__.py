@@ -3,8 +3,8 @@ its builder, Hugging Face config mapping, tensor-name rules and linear slices. A
 experts) is a new module here that calls ``register``, plus its import line in ``lmstack/model/__init__.py``.
 """
 
-from lmstack.model.families.registry import (Family, LinearSlice, Rule, build_model, family_for_hf, family_of,
-                                             get_family, linear_slices, names, register)
+from lmstack.model.registry import (Family, LinearSlice, Rule, build_model, family_for_hf, family_of, get_family,
+                                    linear_slices, names, register)
 
 
 __all__ = ["Family", "LinearSlice", "Rule", "build_model", "family_for_hf", "family_of", "get_family",

@@ -25,7 +25,7 @@ from lmstack.model.config import ModelConfig
 from lmstack.model.encoder import Encoder
 from lmstack.model.encoder_text import specials, with_framing
 from lmstack.model.families.hf_common import ACT_TO_HF, activation
-from lmstack.model.families.registry import Family, LinearSlice, Rule, block_linears, register
+from lmstack.model.registry import Family, LinearSlice, Rule, block_linears, register
 from lmstack.model.heads import (EncoderForMaskedLM, EncoderForMultipleChoice, EncoderForQuestionAnswering,
                                  EncoderForSequenceClassification)
 from lmstack.model.hf import from_hf_config as read_config

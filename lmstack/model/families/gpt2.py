@@ -13,7 +13,7 @@ from lmstack.model.blocks import MLP, Attention, Block, layer_norm
 from lmstack.model.config import ModelConfig
 from lmstack.model.families.hf_common import (ACT_TO_HF, activation, decoder_config, lm_head_rule,
                                               without_buffers)
-from lmstack.model.families.registry import Family, LinearSlice, Rule, block_linears, register
+from lmstack.model.registry import Family, LinearSlice, Rule, block_linears, register
 from lmstack.model.transformer import Transformer, materialise
 
 

@@ -7,7 +7,7 @@ import dataclasses
 
 from lmstack.errors import LmstackError
 from lmstack.model.config import ModelConfig
-from lmstack.model.families.registry import Rule
+from lmstack.model.registry import Rule
 
 ACT_TO_HF = {"gelu_tanh": "gelu_new", "gelu": "gelu", "silu": "silu"}
 ACT_FROM_HF = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "silu": "silu",

@@ -14,7 +14,7 @@ from lmstack.config import build
 from lmstack.eval.perplexity import unigram_baseline
 from lmstack.model.hf import load_model
 from lmstack.train.config import TrainConfig
-from lmstack.train.loop import train
+from lmstack.train.pretrain import train
 
 MODEL = {"family": "llama", "n_layer": 2, "n_head": 2, "n_kv_head": 1, "n_embd": 32, "block_size": 32,
          "bias": False, "activation": "silu"}
