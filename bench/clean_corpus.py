@@ -19,7 +19,7 @@ import json
 import random
 import string
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

@@ -19,7 +19,8 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from lmstack.config import build, coerce, load_yaml, merge, nest
 from lmstack.errors import LmstackError

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from openai import OpenAI
 

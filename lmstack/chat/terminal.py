@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TextIO
+from typing import TextIO
+from collections.abc import Callable, Iterable, Iterator
 
 from lmstack.chat.tools import Tool, calculator, open_index, search, tool_loop
 from lmstack.devices import resolve_device

@@ -8,7 +8,7 @@ the generator's state resumes to bit-identical batches.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

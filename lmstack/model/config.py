@@ -58,7 +58,7 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise LmstackError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
 

@@ -8,7 +8,8 @@ is held back until it is clear it is not, so a stream never shows part of one.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Protocol
+from collections.abc import Sequence
 
 INCOMPLETE = "\ufffd"  # what a decoder makes of a partial UTF-8 sequence
 

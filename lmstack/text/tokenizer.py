@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
 
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers

@@ -18,7 +18,8 @@ import datetime
 import ipaddress
 import re
 from collections import Counter
-from typing import Callable, NamedTuple
+from typing import NamedTuple
+from collections.abc import Callable
 
 _SECRET = re.compile(
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----"

@@ -4,7 +4,7 @@ split into tens and ones, and word problems about the people of the world."""
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 from lmstack.data.synth.facts import pronouns
 from lmstack.data.synth.registry import doc, section

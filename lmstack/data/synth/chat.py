@@ -8,7 +8,7 @@ pleasantries only, never the world's facts or tasks: answering those is what fin
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 from lmstack.text.chat_template import render
 from lmstack.data.synth.registry import doc, section

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 from lmstack.data.synth.registry import doc, section
 from lmstack.data.synth.world import Person, Place, World

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 from lmstack.data.synth.facts import LANGS, person_slots, pronouns
 from lmstack.data.synth.registry import doc, section
