@@ -31,14 +31,16 @@ from lmstack.retrieval.index import Retriever, build
 
 def percentiles(xs: list[float]) -> dict[str, float]:
     xs = sorted(xs)
-    return {"median_ms": round(1000 * statistics.median(xs), 2), "p90_ms": round(1000 * xs[int(0.9 * (len(xs) - 1))], 2)}
+    return {"median_ms": round(1000 * statistics.median(xs), 2),
+            "p90_ms": round(1000 * xs[int(0.9 * (len(xs) - 1))], 2)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--k", type=int, default=5, help="passages retrieved and read per question")
     ap.add_argument("--questions", type=int, default=30)
-    ap.add_argument("--reader", type=Path, default=None, help="reader directory (default: an untrained demo-shaped one)")
+    ap.add_argument("--reader", type=Path, default=None,
+                    help="reader directory (default: an untrained demo-shaped one)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -46,14 +48,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ask-bench-") as tmp:
         tmp = Path(tmp)
         synth(tmp / "synth", seed=0, scale=1.0)
-        passages = [json.loads(line) for line in (tmp / "synth" / "qa_passages.jsonl").read_text(encoding="utf-8").splitlines()]
+        passages = [json.loads(line)
+                    for line in (tmp / "synth" / "qa_passages.jsonl").read_text(encoding="utf-8").splitlines()]
         build([Passage(p["id"], p["text"]) for p in passages], tmp / "index")
         questions = [ex.question for ex in read_squad(tmp / "synth" / "qa_test.jsonl")[0]][:args.questions]
         reader_dir = args.reader
         if reader_dir is None:
             train, _ = read_squad(tmp / "synth" / "qa_train.jsonl")
             reader_dir = tmp / "reader"
-            new_reader(train, vocab_size=1000, settings=ReaderSettings(max_len=112, doc_stride=48), n_embd=64).save(reader_dir)
+            new_reader(train, vocab_size=1000, settings=ReaderSettings(max_len=112, doc_stride=48),
+                       n_embd=64).save(reader_dir)
         ask(questions[0], tmp / "index", reader=reader_dir, k=args.k)  # warm the imports and jieba's dictionary
         cold, cold_parts = [], {"retrieve": [], "answer": []}
         for q in questions:

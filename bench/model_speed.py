@@ -60,7 +60,7 @@ def main() -> None:
         "lmstack bf16": (ours, list(ours.parameters()), True),
     }
     times: dict[str, list[float]] = {k: [] for k in variants}
-    for name, (fwd, params, bf16) in variants.items():  # warm-up
+    for _name, (fwd, params, bf16) in variants.items():  # warm-up
         timed_step(fwd, params, x, y, bf16)
     for r in range(args.rounds):
         for name, (fwd, params, bf16) in variants.items():

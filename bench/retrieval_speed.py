@@ -102,15 +102,18 @@ def main() -> None:
             for side in order:
                 if side == "ours":  # a fresh analyzer and retriever each round: no stems cached from the last
                     fresh = Analyzer(stopwords="en")
-                    times["ours_index"].append(timed(lambda: BM25Index.build(texts, fresh), cpu["ours_index"])[0])
+                    times["ours_index"].append(
+                        timed(lambda fresh=fresh: BM25Index.build(texts, fresh), cpu["ours_index"])[0])
                     retriever = Retriever.load(Path(tmp) / "idx")
                     times["ours_search"].append(
-                        timed(lambda: retriever.search_many(queries, args.k), cpu["ours_search"])[0])
+                        timed(lambda retriever=retriever: retriever.search_many(queries, args.k),
+                              cpu["ours_search"])[0])
                 else:
                     seconds, model = timed(lambda: bm25s_index(texts, stemmer), cpu["bm25s_index"])
                     times["bm25s_index"].append(seconds)
                     times["bm25s_search"].append(
-                        timed(lambda: bm25s_search(model, queries, stemmer, args.k), cpu["bm25s_search"])[0])
+                        timed(lambda model=model: bm25s_search(model, queries, stemmer, args.k),
+                              cpu["bm25s_search"])[0])
                 print(f"round {r + 1} {side}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()
                                                             if k.startswith(side)), file=sys.stderr)
     med = {k: statistics.median(v) for k, v in times.items()}

@@ -153,7 +153,8 @@ def write_report(path: Path, corpus: dict, data: dict, baseline: float, evals: l
     lines += ["", "![loss curve](train/loss.png)", "", "## The same prompts, three decoders", ""]
     for row in samples:
         lines += [f"**Prompt:** `{row['prompt']!r}`", ""]
-        lines += [f"- *{name}:* {json.dumps(text, ensure_ascii=False)}" for name, text in row.items() if name != "prompt"]
+        lines += [f"- *{name}:* {json.dumps(text, ensure_ascii=False)}"
+                  for name, text in row.items() if name != "prompt"]
         lines.append("")
     r, before, after = sft["result"], sft["before"], sft["after"]
     lines += ["## Instruction tuning (LoRA)", "",
@@ -168,8 +169,9 @@ def write_report(path: Path, corpus: dict, data: dict, baseline: float, evals: l
     lines += ["", "## Retrieval and question answering", "",
               f"BM25 (jieba for Chinese) over {qa['passages']} passages: recall@1 {qa['recall@1']:.2f}, "
               f"recall@3 {qa['recall@3']:.2f} on {qa['test_questions']} held-out questions. A reader trained from "
-              f"scratch for {qa['reader_steps']} steps: exact match {qa['reader_exact']:.1f} / F1 {qa['reader_f1']:.1f} "
-              f"given the gold passage, {qa['open_exact']:.1f} / {qa['open_f1']:.1f} end to end (`lmstack ask`).", "",
+              f"scratch for {qa['reader_steps']} steps: exact match {qa['reader_exact']:.1f} / "
+              f"F1 {qa['reader_f1']:.1f} given the gold passage, {qa['open_exact']:.1f} / {qa['open_f1']:.1f} "
+              "end to end (`lmstack ask`).", "",
               "| question | answer | gold | passage read |", "|---|---|---|---|"]
     lines += [f"| {cell(e['question'])} | {cell(e['answer'])} | {cell(' / '.join(e['gold']))} | {e['cited']} |"
               for e in qa["examples"]]

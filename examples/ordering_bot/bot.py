@@ -23,7 +23,8 @@ from lmstack.data.synth.world import Dish, Restaurant
 INSTRUCTIONS = {
     "en": ("You are the waiter of {name}. Take the customer's order using only dishes on the menu below, "
            "tell them prices when asked, and when they are done repeat the whole order with its total.\n\n{menu}"),
-    "zh": "你是{name}的服务员。只用下面菜单上的菜为顾客点菜，顾客问价格时告诉他们，点完后复述整份订单和总价。\n\n{menu}",
+    "zh": ("你是{name}的服务员。只用下面菜单上的菜为顾客点菜，顾客问价格时告诉他们，"
+           "点完后复述整份订单和总价。\n\n{menu}"),
 }
 NUMBERS = {"one": 1, "two": 2, "three": 3, "a": 1, "an": 1, "一": 1, "两": 2, "二": 2, "三": 3}
 
@@ -38,7 +39,8 @@ def script(restaurant: Restaurant, lang: str) -> list[str]:
     if lang == "en":
         return [f"How much is the {a.name.en}?", f"I would like two {a.plural}, please.",
                 f"And one {b.name.en} and one {c.name.en}.", "That's all. Please confirm my order."]
-    return [f"{a.name.zh}多少钱？", f"我要两份{a.name.zh}。", f"再来一份{b.name.zh}和一份{c.name.zh}。", "就这些，请确认我的订单。"]
+    return [f"{a.name.zh}多少钱？", f"我要两份{a.name.zh}。", f"再来一份{b.name.zh}和一份{c.name.zh}。",
+            "就这些，请确认我的订单。"]
 
 
 def ordered(restaurant: Restaurant, customer_lines: Iterable[str]) -> dict[Dish, int]:

@@ -5,8 +5,9 @@ A frozen linear layer W gains a trainable update of rank r: ``y = W x + (alpha /
 can be merged into W (``merge``: no extra cost at inference) and taken out again (``unmerge``).
 
 Layers are chosen by their Hugging Face names (``q_proj``, ``v_proj``, ``c_attn``, BERT's ``query``, ... or
-``all-linear``), as peft chooses them; the model's family says which layer is which (``linear_slices``). Our fused q/k/v and gate/up layers carry one (A, B) pair per Hugging Face layer, acting on
-its rows, so the saved adapter is exactly peft's layout and loads onto the exported model with peft.
+``all-linear``), as peft chooses them; the model's family says which layer is which (``linear_slices``). Our
+fused q/k/v and gate/up layers carry one (A, B) pair per Hugging Face layer, acting on its rows, so the saved
+adapter is exactly peft's layout and loads onto the exported model with peft.
 """
 
 from __future__ import annotations
@@ -137,8 +138,9 @@ class LoRA:
         """adapter_config.json as peft writes it for the model's task (a causal LM, an encoder's features);
         targets are the full module names."""
         slices = self.select(model)
-        return {"peft_type": self.peft_type, "task_type": family_of(model).peft_task_type, "r": self.r, "lora_alpha": self.alpha,
-                "lora_dropout": self.dropout, "target_modules": sorted({s.hf_module for s in slices}),
+        return {"peft_type": self.peft_type, "task_type": family_of(model).peft_task_type, "r": self.r,
+                "lora_alpha": self.alpha, "lora_dropout": self.dropout,
+                "target_modules": sorted({s.hf_module for s in slices}),
                 "fan_in_fan_out": slices[0].transposed, "bias": "none", "modules_to_save": None,
                 "init_lora_weights": True, "use_rslora": False, "use_dora": False, "inference_mode": True}
 

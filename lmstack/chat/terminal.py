@@ -98,8 +98,8 @@ def repl(session: ChatSession, lines: Iterable[str], out: TextIO) -> int:
                 temperature = -1.0
             if temperature >= 0:
                 session.temperature = temperature
-            print(f"(temperature {session.temperature})" if temperature >= 0 else "usage: /temp T with T >= 0 (0: greedy)",
-                  file=out)
+            print(f"(temperature {session.temperature})" if temperature >= 0
+                  else "usage: /temp T with T >= 0 (0: greedy)", file=out)
         elif command == "/system":
             session.system = arg or None
             print("(system prompt set)" if arg else "(system prompt removed)", file=out)

@@ -138,7 +138,8 @@ def read_documents(path: Path) -> Iterator[str]:
     if path.stat().st_size == 0:
         raise LmstackError(f"{path}: file is empty")
     n = 0
-    for n, text in enumerate(_jsonl_documents(path) if path.suffix == ".jsonl" else _txt_documents(path), 1):
+    for text in _jsonl_documents(path) if path.suffix == ".jsonl" else _txt_documents(path):
+        n += 1
         yield text
     if n == 0:
         raise LmstackError(f"{path}: no documents in the file (only blank lines or empty texts)")

@@ -38,7 +38,8 @@ def exact_match(model: nn.Module, tokenizer: Tokenizer, conversations: list[dict
         questions.append(c["messages"][last - 1].get("content", ""))
         kept.append(c)
     if not kept:
-        raise LmstackError(f"every test conversation is longer than the model's {model.config.block_size}-token context")
+        raise LmstackError("every test conversation is longer than the model's "
+                           f"{model.config.block_size}-token context")
     replies = []
     with torch.inference_mode():
         for start in range(0, len(prompts), batch_size):

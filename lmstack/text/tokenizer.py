@@ -265,5 +265,6 @@ def train_char(
     backend = tokenizers.Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(vocab)}, merges=[],
                                               byte_fallback=byte_fallback))
     backend.add_special_tokens(list(special_tokens))
-    backend.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()]) if byte_fallback else decoders.Fuse()
+    backend.decoder = (decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()]) if byte_fallback
+                       else decoders.Fuse())
     return Tokenizer(backend, **_specials(special_tokens))

@@ -53,7 +53,8 @@ def test_merged_model_is_a_plain_model_that_transformers_loads(base, tmp_path):
 
 def test_targets_pick_hugging_face_layers_and_count_parameters(base):
     model = load_model(base)
-    names = {"gpt2": (["c_attn"], ["c_attn"]), "llama": (["q_proj", "v_proj"], ["q_proj", "v_proj"])}[model.config.family]
+    names = {"gpt2": (["c_attn"], ["c_attn"]),
+             "llama": (["q_proj", "v_proj"], ["q_proj", "v_proj"])}[model.config.family]
     method = LoRA(r=2, targets=names[0])
     adapted = method.apply(model)
     chosen = method.select(adapted)

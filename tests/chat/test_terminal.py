@@ -100,9 +100,9 @@ def test_the_cli_command(tmp_path, parts):
     model, tokenizer = parts
     folder = save_model(model, tmp_path / "m", tokenizer=tokenizer)
     code = "from lmstack.cli import main; main()"
-    out = subprocess.run([sys.executable, "-c", code, "chat", "--model", str(folder), "--temperature", "0", "--max-tokens", "4",
-                          "--device", "cpu", "--json"], input="hello\n/reset\nhi\n", capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code, "chat", "--model", str(folder), "--temperature", "0",
+                          "--max-tokens", "4", "--device", "cpu", "--json"], input="hello\n/reset\nhi\n",
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith('{"turns": 2, "messages": 2}')
 

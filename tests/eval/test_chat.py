@@ -15,7 +15,8 @@ from lmstack.model.hf import save_model
 
 RECORDS = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}], "kind": k}
            for q, a, k in [("Where is Kell?", "Kell is by the river.", "place"), ("2 + 3?", "2 + 3 = 5.", "sum"),
-                           ("你好！", "你好！有什么可以帮你的？", "chat"), ("Who is Anna?", "Anna is a baker.", "person")]]
+                           ("你好！", "你好！有什么可以帮你的？", "chat"),
+                           ("Who is Anna?", "Anna is a baker.", "person")]]
 
 
 def test_a_memorised_set_scores_one_and_a_wrong_reference_zero(tmp_path, capsys):

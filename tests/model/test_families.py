@@ -17,7 +17,8 @@ from lmstack.errors import LmstackError
 from lmstack.model import ModelConfig, build_model, linear_slices, preset
 from lmstack.model.blocks import Attention, Block, SwiGLU, layer_norm
 from lmstack.model.encoder import Encoder
-from lmstack.model.families import Family, Rule, family_for_hf, get_family, names, register, registry
+from lmstack.model import registry
+from lmstack.model.families import Family, Rule, family_for_hf, get_family, names, register
 from lmstack.model.families.bert import load_encoder
 from lmstack.model.hf import load_model, save_model
 from lmstack.model.transformer import Transformer, materialise
@@ -36,7 +37,8 @@ def test_unknown_family_is_one_line_naming_the_registered_ones():
 @pytest.mark.parametrize("hf, family", [
     ({"model_type": "gpt2"}, "gpt2"), ({"model_type": "mistral"}, "llama"), ({"model_type": "qwen2"}, "llama"),
     ({"model_type": "bert"}, "bert"), ({"architectures": ["BertForMaskedLM"]}, "bert"),
-    ({"architectures": ["LlamaForCausalLM"]}, "llama"), ({"model_type": "gpt2", "lmstack": {"family": "llama"}}, "llama"),
+    ({"architectures": ["LlamaForCausalLM"]}, "llama"),
+    ({"model_type": "gpt2", "lmstack": {"family": "llama"}}, "llama"),
 ])
 def test_family_for_hf(hf, family):
     assert family_for_hf(hf).name == family

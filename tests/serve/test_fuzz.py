@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from .conftest import API_KEY
 
 ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
-JUNK = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False, allow_infinity=False)
-                    | st.text(max_size=20), lambda kids: st.lists(kids, max_size=3)
-                    | st.dictionaries(st.text(max_size=8), kids, max_size=3), max_leaves=8)
+JUNK = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40)
+                    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+                    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
+                    max_leaves=8)
 
 
 def from_schema(schema: dict, defs: dict, depth: int = 0) -> st.SearchStrategy:

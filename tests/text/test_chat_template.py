@@ -9,7 +9,8 @@ from lmstack.text.chat_template import DEFAULT_CHAT_TEMPLATE, assistant_spans, c
 from lmstack.text.tokenizer import train_bpe
 
 TOOLS = [{"type": "function", "function": {"name": "calculator", "description": "exact arithmetic",
-                                           "parameters": {"type": "object", "properties": {"expression": {"type": "string"}},
+                                           "parameters": {"type": "object",
+                                                          "properties": {"expression": {"type": "string"}},
                                                           "required": ["expression"]}}}]
 CONVERSATIONS = [
     [{"role": "user", "content": "Where does Anna live?"}, {"role": "assistant", "content": "Anna lives in Kell."}],
@@ -46,7 +47,8 @@ def test_render_matches_transformers(hf_tokenizer, i, generation_prompt):
 def test_tool_arguments_as_dict_render_as_json():
     messages = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "tool_calls": [
         {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "2+2"}}}]}]
-    assert '<tool_call>{"name": "calculator", "arguments": {"expression": "2+2"}}</tool_call><|im_end|>' in render(messages)
+    assert ('<tool_call>{"name": "calculator", "arguments": {"expression": "2+2"}}</tool_call><|im_end|>'
+            in render(messages))
 
 
 def test_assistant_spans_cover_exactly_the_replies():

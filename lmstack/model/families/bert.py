@@ -164,7 +164,8 @@ def checkpoint_names(hf: dict, model: nn.Module) -> dict:
     if _head_name(model) is None:
         hf = {k.removeprefix("bert."): v for k, v in hf.items()}
     wanted = {name for rule in rules(model) for name in rule.theirs}
-    return {k: v for k, v in hf.items() if k in wanted or not k.removeprefix("bert.").startswith(_HEAD_PREFIXES + _IGNORED)}
+    return {k: v for k, v in hf.items()
+            if k in wanted or not k.removeprefix("bert.").startswith(_HEAD_PREFIXES + _IGNORED)}
 
 
 def linear_slices(model: nn.Module) -> list[LinearSlice]:

@@ -30,8 +30,9 @@ def to_hf_config(model: nn.Module) -> dict:
     if c.n_kv_head != c.n_head or c.head_dim * c.n_head != c.n_embd or c.qkv_bias != c.bias:
         raise LmstackError("a gpt2-family model needs n_kv_head == n_head, head_dim == n_embd/n_head and "
                            "qkv_bias == bias to match GPT2LMHeadModel")
-    return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", **decoder_config(c), "n_positions": c.block_size,
-            "n_embd": c.n_embd, "n_layer": c.n_layer, "n_head": c.n_head, "n_inner": c.intermediate_size,
+    return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", **decoder_config(c),
+            "n_positions": c.block_size, "n_embd": c.n_embd, "n_layer": c.n_layer, "n_head": c.n_head,
+            "n_inner": c.intermediate_size,
             "activation_function": ACT_TO_HF[c.activation], "layer_norm_epsilon": c.norm_eps,
             "resid_pdrop": c.dropout, "embd_pdrop": c.dropout, "attn_pdrop": c.dropout}
 

@@ -9,8 +9,10 @@ from lmstack.data.clean.readers import find_files, plan, read_task
 from lmstack.data.clean.report import Stats
 from lmstack.errors import LmstackError
 
+DEFAULT_CONFIG = ReadConfig()
 
-def read_all(paths, cfg=ReadConfig()):
+
+def read_all(paths, cfg=DEFAULT_CONFIG):
     stats = Stats()
     tasks = plan(find_files([str(p) for p in paths]), cfg, stats)
     return [d for t in tasks for d in read_task(t, cfg, stats)], stats.data["input"], tasks
