@@ -18,16 +18,16 @@ import torch
 from lmstack.adapt.methods import load_adapted
 from lmstack.text.tokenizer import IM_END, Tokenizer
 from lmstack.generate.beam import beam_search
-from lmstack.generate.compiled import compiled_step
 from lmstack.generate.config import GenerationConfig
 from lmstack.generate.decode import decode
 from lmstack.generate.layout import decode_layout
 from lmstack.text.stream import TextStream
 from lmstack.model import Transformer
+from lmstack.model.source import LogitSource, to_source
 
 
-def generate(model: Transformer, tokenizer: Tokenizer, prompt: str | list[str], config: GenerationConfig | None = None,
-             **overrides) -> str | list[str]:
+def generate(model: Transformer | LogitSource, tokenizer: Tokenizer, prompt: str | list[str],
+             config: GenerationConfig | None = None, **overrides) -> str | list[str]:
     """The continuation of ``prompt``, or of each prompt in a list (decoded together as one batch).
 
     ``overrides`` are GenerationConfig fields, e.g. ``max_new_tokens=20, num_beams=3``. For speed, see
@@ -42,7 +42,7 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompt: str | list[str], 
     return texts[0] if isinstance(prompt, str) else texts
 
 
-def stream(model: Transformer, tokenizer: Tokenizer, prompt: str, config: GenerationConfig | None = None,
+def stream(model: Transformer | LogitSource, tokenizer: Tokenizer, prompt: str, config: GenerationConfig | None = None,
            **overrides) -> Iterator[str]:
     """The continuation of ``prompt`` as text pieces, each yielded as soon as it is complete."""
     config = _config(config, overrides)
@@ -51,7 +51,7 @@ def stream(model: Transformer, tokenizer: Tokenizer, prompt: str, config: Genera
             yield piece
 
 
-def pieces(model: Transformer, tokenizer: Tokenizer, prompts: list[str], config: GenerationConfig,
+def pieces(model: Transformer | LogitSource, tokenizer: Tokenizer, prompts: list[str], config: GenerationConfig,
            streams: list[TextStream]) -> Iterator[tuple[int, str]]:
     """(row, text piece) for a batch of prompts, in the order they are made; ``streams[row]`` holds each
     row's tokens and text. Decoding stops early once every row has met eos or a stop string."""
@@ -70,16 +70,16 @@ def pieces(model: Transformer, tokenizer: Tokenizer, prompts: list[str], config:
             yield row, s.finish()
 
 
-def _tokens(model: Transformer, ids: list[list[int]], config: GenerationConfig,
+def _tokens(model: Transformer | LogitSource, ids: list[list[int]], config: GenerationConfig,
             eos: int | None) -> Iterator[tuple[int, int]]:
     """(row, token) as the decoder makes them: step by step across the batch, or beam search row by row."""
+    source = to_source(model, config.compile)
     if config.num_beams > 1:
         for row, prompt in enumerate(ids):
-            for token in beam_search(model, prompt, config, eos):
+            for token in beam_search(source, prompt, config, eos):
                 yield row, token
         return
-    step = compiled_step(model) if config.compile else None
-    for tokens in decode(model, ids, config, eos, step):
+    for tokens in decode(source, ids, config, eos):
         yield from enumerate(tokens.tolist())
 
 
