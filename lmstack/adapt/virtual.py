@@ -59,6 +59,11 @@ class VirtualTokens(nn.Module):
         """Write the ``n_virtual`` positions into ``cache`` and advance it past them."""
         raise NotImplementedError
 
+    def hidden_states(self, x: torch.Tensor, cache: KVCache | None = None, positions: torch.Tensor | None = None,
+                      key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The base model's hidden states (text embeddings are the base model's, without virtual tokens)."""
+        return self.base.hidden_states(x, cache, positions, key_mask)
+
     def source(self, compile: bool = False) -> VirtualSource:
         """The logit source decoders read: the virtual positions are filled before every prompt."""
         return VirtualSource(self, compile)

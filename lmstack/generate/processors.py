@@ -29,10 +29,11 @@ class DecodeState:
               device: torch.device | str = "cpu") -> DecodeState:
         return cls(seen_tokens(rows, vocab_size, device) if config.repetition_penalty != 1.0 else None)
 
-    def push(self, tokens: torch.Tensor) -> None:
-        """Record one new token per row ([B] long)."""
+    def push(self, tokens: torch.Tensor | list[int]) -> None:
+        """Record one new token per row ([B] long, or a list)."""
         if self.seen is not None:
-            self.seen[torch.arange(len(tokens), device=tokens.device), tokens] = True
+            rows = torch.arange(len(tokens), device=self.seen.device)
+            self.seen[rows, torch.as_tensor(tokens, device=self.seen.device)] = True
         self.step += 1
 
     def reorder(self, index: torch.Tensor) -> None:
