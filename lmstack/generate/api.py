@@ -30,8 +30,10 @@ def generate(model: Transformer | LogitSource, tokenizer: Tokenizer, prompt: str
              config: GenerationConfig | None = None, **overrides) -> str | list[str]:
     """The continuation of ``prompt``, or of each prompt in a list (decoded together as one batch).
 
-    ``overrides`` are GenerationConfig fields, e.g. ``max_new_tokens=20, num_beams=3``. For speed, see
-    ``decode_layout`` (fp32 weights laid out for one-token steps) and ``compile=True``.
+    ``model`` is a model (decoded through its own logit source) or any logit source, such as a mixture
+    (``lmstack.generate.combine``). ``overrides`` are GenerationConfig fields, e.g. ``max_new_tokens=20,
+    num_beams=3``. For speed, see ``decode_layout`` (fp32 weights laid out for one-token steps) and
+    ``compile=True``.
     """
     config = _config(config, overrides)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
