@@ -88,7 +88,7 @@ def seen_tokens(rows: list[list[int]], vocab_size: int, device: torch.device | s
     return seen
 
 
-class LogitsProcessorList(list):
+class LogitsProcessorList(list[Processor]):
     """Processors applied in order, as transformers' class of the same name."""
 
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
