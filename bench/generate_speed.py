@@ -28,12 +28,12 @@ import time
 
 import torch
 
-from lmstack.generate.compiled import compiled_step
 from lmstack.generate.config import GenerationConfig
 from lmstack.generate.decode import decode
 from lmstack.generate.layout import decode_layout
 from lmstack.model import build_model, preset
 from lmstack.model.hf import load_model, save_model
+from lmstack.model.source import ModelSource
 
 PROMPT_LEN, NEW_TOKENS = 16, 256
 CONFIGS = {  # name: (model config, batch size)
@@ -49,9 +49,9 @@ def lmstack_runner(folder: str, variant: str, prompts: torch.Tensor):
     model = load_model(folder, dtype=torch.bfloat16 if variant.startswith("bf16") else None).eval()
     if variant != "plain":
         decode_layout(model)
-    step = compiled_step(model) if variant.endswith("compile") else None
+    source = ModelSource(model, compile=variant.endswith("compile"))
     config = GenerationConfig(max_new_tokens=NEW_TOKENS)
-    return lambda: torch.stack(list(decode(model, prompts.tolist(), config, step=step)), dim=1)
+    return lambda: torch.stack(list(decode(source, prompts.tolist(), config)), dim=1)
 
 
 def hf_runner(folder: str, prompts: torch.Tensor):

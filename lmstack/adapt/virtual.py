@@ -3,8 +3,9 @@
 The model stays untouched; the virtual positions live in the KV cache. Before the real tokens are read,
 ``fill`` writes P positions into the cache (prefix tuning writes trained keys and values directly; prompt
 tuning runs trained embeddings through the model), and the real tokens then attend to them as to an earlier
-part of the sequence, at positions P, P+1, .... Generation works unchanged: ``new_cache`` returns a cache
-already holding the virtual positions.
+part of the sequence, at positions P, P+1, .... Decoders read a ``VirtualSource`` (``model.source()``): its
+caches have room for the virtual positions, and its ``prefill`` writes them before the prompt, so greedy,
+beam and the serving engine (one cache slot per request) need not know that virtual tokens exist.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 
 from lmstack.model.blocks import KVCache, attention_mask
 from lmstack.model.config import ModelConfig
+from lmstack.model.source import ModelSource
 
 
 class GrowingCache(KVCache):
@@ -57,11 +59,14 @@ class VirtualTokens(nn.Module):
         """Write the ``n_virtual`` positions into ``cache`` and advance it past them."""
         raise NotImplementedError
 
-    def new_cache(self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> KVCache:
-        cache = self.base.new_cache(batch_size, (max_len or self.config.block_size) + self.n_virtual, dtype)
-        with torch.no_grad():
-            self.fill(cache, batch_size)
-        return cache
+    def hidden_states(self, x: torch.Tensor, cache: KVCache | None = None, positions: torch.Tensor | None = None,
+                      key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The base model's hidden states (text embeddings are the base model's, without virtual tokens)."""
+        return self.base.hidden_states(x, cache, positions, key_mask)
+
+    def source(self, compile: bool = False) -> VirtualSource:
+        """The logit source decoders read: the virtual positions are filled before every prompt."""
+        return VirtualSource(self, compile)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, positions: torch.Tensor | None = None,
                 key_mask: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
@@ -75,3 +80,20 @@ class VirtualTokens(nn.Module):
         if key_mask is not None:
             key_mask = torch.cat([key_mask.new_ones(B, self.n_virtual).bool(), key_mask.bool()], dim=1)
         return self.base(idx, cache, positions, key_mask, last_only)
+
+
+class VirtualSource(ModelSource):
+    """A ``VirtualTokens`` model as a logit source: each cache row gets ``n_virtual`` more positions, filled
+    by ``prefill`` before the prompt is read (positions and key masks given to it count real tokens only)."""
+
+    def __init__(self, model: VirtualTokens, compile: bool = False):
+        super().__init__(model, compile)
+
+    def new_cache(self, batch_size: int, max_len: int | None = None, cache_cls: type[KVCache] = KVCache) -> KVCache:
+        w, model = self.model.tok_emb.weight, self.model
+        return cache_cls(model.base.config, batch_size, (max_len or self.context) + model.n_virtual, w.device, w.dtype)
+
+    def prefill(self, idx: torch.Tensor, cache: KVCache, positions: torch.Tensor | None = None,
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        self.model.fill(cache, idx.size(0))
+        return super().prefill(idx, cache, positions, key_mask)

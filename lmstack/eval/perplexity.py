@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lmstack.data.prepare import find_files, read_documents
 from lmstack.data.shards import TokenShards
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.model.hf import load_model
+from lmstack.model.scoring import token_logprobs
 from lmstack.model.transformer import Transformer
 
 
@@ -57,17 +57,13 @@ def sequence_nll(model: Transformer, ids: list[int], stride: int | None = None) 
     stride = stride or max(1, block // 2)
     if not 0 < stride <= block:
         raise LmstackError(f"stride must be in 1..{block} (the context), got {stride}")
-    device = model.tok_emb.weight.device
-    seq = torch.tensor(ids, dtype=torch.long, device=device)
     total, scored, end = 0.0, 0, 1  # tokens before `end` are already scored (the first has no context)
-    while end < len(seq):
-        new_end = min(end + stride, len(seq))
+    while end < len(ids):
+        new_end = min(end + stride, len(ids))
         begin = max(0, new_end - block - 1)
-        window = seq[begin:new_end]
-        logits = model(window[None, :-1])[0]
-        n_new = new_end - end
-        total += F.cross_entropy(logits[-n_new:].float(), window[-n_new:], reduction="sum").item()
-        scored, end = scored + n_new, new_end
+        (logp,) = token_logprobs(model, [ids[begin:end]], [ids[end:new_end]])  # the window's new tokens
+        total -= logp.sum().item()
+        scored, end = scored + new_end - end, new_end
     return total, scored
 
 

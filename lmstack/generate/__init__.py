@@ -1,7 +1,9 @@
-"""Decoding: greedy, sampling and beam search on a KV cache, logits processors, streaming text."""
+"""Decoding over logit sources: greedy, sampling and beam search, logits processors, mixtures of sources
+(DExperts, contrastive decoding), streaming text."""
 
 from lmstack.generate.api import generate, stream
+from lmstack.generate.combine import Mixture, contrastive, dexperts
 from lmstack.generate.config import GenerationConfig
 from lmstack.generate.layout import decode_layout
 
-__all__ = ["GenerationConfig", "decode_layout", "generate", "stream"]
+__all__ = ["GenerationConfig", "Mixture", "contrastive", "decode_layout", "dexperts", "generate", "stream"]

@@ -19,22 +19,23 @@ from lmstack.adapt.methods import load_adapted
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.generate.beam import beam_search
-from lmstack.generate.compiled import compiled_step
 from lmstack.generate.config import GenerationConfig
 from lmstack.generate.decode import decode
 from lmstack.generate.layout import decode_layout
 from lmstack.text.stream import TextStream
 from lmstack.model import Transformer
+from lmstack.model.source import LogitSource, to_source
 
 
-def generate(model: Transformer, tokenizer: Tokenizer, prompt: str | list[str] | list[list[int]],
+def generate(model: Transformer | LogitSource, tokenizer: Tokenizer, prompt: str | list[str] | list[list[int]],
              config: GenerationConfig | None = None, stop_ids: Collection[int] = (), **overrides) -> str | list[str]:
     """The continuation of ``prompt``, or of each prompt in a list (decoded together as one batch; a prompt in
     a list may be token ids, say a conversation from ``ChatFormat.encode``).
 
-    ``overrides`` are GenerationConfig fields, e.g. ``max_new_tokens=20, num_beams=3``; a row also ends at a
-    token in ``stop_ids`` (a chat turn's end), left out of the text as eos is. For speed, see
-    ``decode_layout`` (fp32 weights laid out for one-token steps) and ``compile=True``.
+    ``model`` is a model (decoded through its own logit source) or any logit source, such as a mixture
+    (``lmstack.generate.combine``). ``overrides`` are GenerationConfig fields, e.g. ``max_new_tokens=20,
+    num_beams=3``; a row also ends at a token in ``stop_ids`` (a chat turn's end), left out of the text as eos
+    is. For speed, see ``decode_layout`` (fp32 weights laid out for one-token steps) and ``compile=True``.
     """
     config = _config(config, overrides)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -45,7 +46,7 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompt: str | list[str] |
     return texts[0] if isinstance(prompt, str) else texts
 
 
-def stream(model: Transformer, tokenizer: Tokenizer, prompt: str, config: GenerationConfig | None = None,
+def stream(model: Transformer | LogitSource, tokenizer: Tokenizer, prompt: str, config: GenerationConfig | None = None,
            **overrides) -> Iterator[str]:
     """The continuation of ``prompt`` as text pieces, each yielded as soon as it is complete."""
     config = _config(config, overrides)
@@ -54,8 +55,9 @@ def stream(model: Transformer, tokenizer: Tokenizer, prompt: str, config: Genera
             yield piece
 
 
-def pieces(model: Transformer, tokenizer: Tokenizer, prompts: list[str] | list[list[int]], config: GenerationConfig,
-           streams: list[TextStream], stop_ids: Collection[int] = ()) -> Iterator[tuple[int, str]]:
+def pieces(model: Transformer | LogitSource, tokenizer: Tokenizer, prompts: list[str] | list[list[int]],
+           config: GenerationConfig, streams: list[TextStream],
+           stop_ids: Collection[int] = ()) -> Iterator[tuple[int, str]]:
     """(row, text piece) for a batch of prompts (texts or token ids), in the order they are made;
     ``streams[row]`` holds each row's tokens and text. Decoding stops early once every row has met eos, a
     token in ``stop_ids`` or a stop string."""
@@ -75,16 +77,16 @@ def pieces(model: Transformer, tokenizer: Tokenizer, prompts: list[str] | list[l
             yield row, s.finish()
 
 
-def _tokens(model: Transformer, ids: list[list[int]], config: GenerationConfig,
+def _tokens(model: Transformer | LogitSource, ids: list[list[int]], config: GenerationConfig,
             eos: int | None) -> Iterator[tuple[int, int]]:
     """(row, token) as the decoder makes them: step by step across the batch, or beam search row by row."""
+    source = to_source(model, config.compile)
     if config.num_beams > 1:
         for row, prompt in enumerate(ids):
-            for token in beam_search(model, prompt, config, eos):
+            for token in beam_search(source, prompt, config, eos):
                 yield row, token
         return
-    step = compiled_step(model) if config.compile else None
-    for tokens in decode(model, ids, config, eos, step):
+    for tokens in decode(source, ids, config, eos):
         yield from enumerate(tokens.tolist())
 
 

@@ -12,31 +12,36 @@ finished one (judged at the current length, or for ``"never"`` with length_penal
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from lmstack.generate.config import GenerationConfig
 from lmstack.generate.decode import token_budget
-from lmstack.generate.processors import process, seen_tokens
-from lmstack.model import Transformer
+from lmstack.generate.processors import DecodeState, logits_processors
+from lmstack.model.source import LogitSource, to_source
 
 DEAD = -1.0e9  # the score of a beam that may not be extended
 
 
 @torch.inference_mode()
-def beam_search(model: Transformer, prompt: list[int], config: GenerationConfig, eos_id: int | None = None) -> list[int]:
-    """The best finished continuation of ``prompt`` (ending in eos if it finished that way)."""
+def beam_search(model: nn.Module | LogitSource, prompt: list[int], config: GenerationConfig,
+                eos_id: int | None = None) -> list[int]:
+    """The best finished continuation of ``prompt`` (ending in eos if it finished that way), over a logit
+    source or a model's own (``to_source``)."""
     n, lp = config.num_beams, config.length_penalty
-    budget = token_budget(model, [prompt], config.max_new_tokens)
-    device = model.tok_emb.weight.device
-    cache = model.new_cache(1, len(prompt) + budget)
-    logits = model(torch.tensor([prompt], device=device), cache, last_only=True)[:, -1].expand(n, -1)
-    cache.reorder(torch.zeros(n, dtype=torch.long, device=device))  # every beam starts from the prompt
+    source = to_source(model)
+    budget = token_budget(source, [prompt], config.max_new_tokens)
+    device = source.device
+    cache = source.new_cache(1, len(prompt) + budget)
+    logits = source.prefill(torch.tensor([prompt], device=device), cache).expand(n, -1)
+    source.reorder(cache, torch.zeros(n, dtype=torch.long, device=device))  # every beam starts from the prompt
     beams: list[list[int]] = [[] for _ in range(n)]
     scores = torch.full((n,), DEAD, device=device)
     scores[0] = 0.0  # only the first copy is live, so the first step does not pick one token n times
-    seen = seen_tokens([prompt] * n, model.config.vocab_size, device) if config.repetition_penalty != 1.0 else None
+    processors = logits_processors(config, eos_id)
+    state = DecodeState.start([prompt] * n, config, source.vocab_size, device)
     finished: list[tuple[float, list[int]]] = []  # (score, tokens), best first, at most n
     for i in range(budget):
-        log_probs = process(torch.log_softmax(logits.float(), dim=-1), config, seen, i, eos_id)
+        log_probs = processors(state, torch.log_softmax(logits.float(), dim=-1))
         top, index = (scores[:, None] + log_probs).view(-1).topk(2 * n)
         beam, token = index // log_probs.size(-1), index % log_probs.size(-1)
         ends = (token == (-1 if eos_id is None else eos_id)) | (i + 1 == budget)  # the length limit ends all
@@ -52,11 +57,10 @@ def beam_search(model: Transformer, prompt: list[int], config: GenerationConfig,
         if len(finished) == n and (config.early_stopping is True or _cannot_improve(scores[0], finished[-1][0], i + 1,
                                                                                     budget, config)):
             break
-        cache.reorder(beam)
-        if seen is not None:
-            seen = seen[beam]
-            seen[torch.arange(n, device=device), token] = True
-        logits = model(token[:, None], cache)[:, -1]
+        source.reorder(cache, beam)
+        state.reorder(beam)
+        state.push(token)
+        logits = source.step(token, cache)
     return finished[0][1]
 
 

@@ -1,15 +1,48 @@
-"""Logits processors: small functions that reshape next-token scores [B, V] before a token is picked.
+"""Logits processors: callables ``(state, scores) -> scores`` that reshape next-token scores [B, V] before a
+token is picked, as ``transformers``' ``LogitsProcessor``s do with ``(input_ids, scores)``.
 
-Each matches the ``transformers`` processor of the same name value for value, and ``process`` chains them
-in the order ``transformers`` does: repetition penalty, min-new-tokens, then (sampling only) temperature,
-top-k, top-p.
+Each matches the ``transformers`` processor of the same name value for value. ``logits_processors`` builds
+the list a ``GenerationConfig`` asks for once, in the order ``transformers`` applies them: repetition
+penalty, min-new-tokens, then (sampling only) temperature, top-k, top-p. ``pick`` then takes the argmax or
+draws a token with a seeded ``torch.Generator`` of the request's own.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 
 from lmstack.generate.config import GenerationConfig
+
+
+@dataclass
+class DecodeState:
+    """What processors read in place of transformers' ``input_ids``: which tokens each row holds so far
+    (``seen`` [B, V] bool, kept only when a processor needs it) and how many tokens have been made."""
+    seen: torch.Tensor | None = None
+    step: int = 0
+
+    @classmethod
+    def start(cls, rows: list[list[int]], config: GenerationConfig, vocab_size: int,
+              device: torch.device | str = "cpu") -> DecodeState:
+        return cls(seen_tokens(rows, vocab_size, device) if config.repetition_penalty != 1.0 else None)
+
+    def push(self, tokens: torch.Tensor | list[int]) -> None:
+        """Record one new token per row ([B] long, or a list)."""
+        if self.seen is not None:
+            rows = torch.arange(len(tokens), device=self.seen.device)
+            self.seen[rows, torch.as_tensor(tokens, device=self.seen.device)] = True
+        self.step += 1
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Rows follow their parents (beam search)."""
+        if self.seen is not None:
+            self.seen = self.seen[index]
+
+
+Processor = Callable[[DecodeState, torch.Tensor], torch.Tensor]
 
 
 def temperature(scores: torch.Tensor, t: float) -> torch.Tensor:
@@ -55,18 +88,48 @@ def seen_tokens(rows: list[list[int]], vocab_size: int, device: torch.device | s
     return seen
 
 
-def process(scores: torch.Tensor, config: GenerationConfig, seen: torch.Tensor | None, step: int,
-            eos_id: int | None) -> torch.Tensor:
-    """Apply every processor ``config`` asks for to fp32 ``scores`` of decoding step ``step`` (0-based)."""
+class LogitsProcessorList(list[Processor]):
+    """Processors applied in order, as transformers' class of the same name."""
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        for processor in self:
+            scores = processor(state, scores)
+        return scores
+
+
+def logits_processors(config: GenerationConfig, eos_id: int | None = None) -> LogitsProcessorList:
+    """The processors ``config`` asks for (empty for plain greedy or plain sampling), in transformers' order."""
+    out = LogitsProcessorList()
     if config.repetition_penalty != 1.0:
-        scores = repetition_penalty(scores, seen, config.repetition_penalty)
-    if eos_id is not None and step < config.min_new_tokens:
-        scores = suppress(scores, eos_id)
+        out.append(lambda state, s: repetition_penalty(s, state.seen, config.repetition_penalty))
+    if eos_id is not None and config.min_new_tokens > 0:
+        out.append(lambda state, s: suppress(s, eos_id) if state.step < config.min_new_tokens else s)
     if config.do_sample:
         if config.temperature != 1.0:
-            scores = temperature(scores, config.temperature)
+            out.append(lambda state, s: temperature(s, config.temperature))
         if config.top_k > 0:
-            scores = top_k(scores, config.top_k)
+            out.append(lambda state, s: top_k(s, config.top_k))
         if config.top_p < 1.0:
-            scores = top_p(scores, config.top_p)
-    return scores
+            out.append(lambda state, s: top_p(s, config.top_p))
+    return out
+
+
+def pick(scores: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
+    """The next token of each row ([B] long): the argmax, or with ``rng`` a draw from softmax(scores) (never
+    from the global RNG, so a seed fixes a request's text whatever else runs)."""
+    if rng is None:
+        return scores.argmax(dim=-1)
+    return torch.multinomial(scores.softmax(dim=-1), num_samples=1, generator=rng).squeeze(1)
+
+
+def sampler(config: GenerationConfig, device: torch.device | str = "cpu") -> torch.Generator | None:
+    """The generator ``pick`` draws with when ``config`` samples (seeded by ``config.seed``, or freshly by the
+    OS when it is None); None for greedy decoding."""
+    if not config.do_sample:
+        return None
+    rng = torch.Generator(device)
+    if config.seed is None:
+        rng.seed()
+    else:
+        rng.manual_seed(config.seed)
+    return rng

@@ -24,6 +24,7 @@ from lmstack.model.encoder_text import encode_pairs
 from lmstack.model.families.bert import load_encoder
 from lmstack.model.heads import EncoderForMultipleChoice
 from lmstack.model.hf import load_model, write_model_files
+from lmstack.model.scoring import sequence_logprobs
 from lmstack.model.transformer import Transformer
 from lmstack.qa.squad import CJK, SquadExample, read_squad
 from lmstack.retrieval.starting_points import fresh_encoder
@@ -82,17 +83,7 @@ def score_options(model: Transformer, tokenizer: Tokenizer, question: str, optio
     rows = [tokenizer.encode(c, specials=False) for c in continuations]
     if any(not r for r in rows):
         raise LmstackError("score_options: an option is empty")
-    T = len(context) + max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), T, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, :len(context) + len(r)] = torch.tensor(context + r)
-    logp = model(ids).float().log_softmax(-1)  # right padding: a causal model never looks at it
-    scores = []
-    for i, r in enumerate(rows):
-        positions = torch.arange(len(context) - 1, len(context) - 1 + len(r))  # logits that predict the option
-        total = logp[i, positions, torch.tensor(r)].sum().item()
-        scores.append(total / len(r) if normalize else total)
-    return scores
+    return sequence_logprobs(model, [context] * len(rows), rows, normalize).tolist()
 
 
 # ------------------------------------------------------------------------------------------ encoder head

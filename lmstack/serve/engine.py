@@ -8,6 +8,9 @@ slots ``0..n-1``: a retired request's slot takes the last one's cache rows, so a
 The model is only ever touched from the engine thread. Other threads (the asyncio server, a terminal)
 ``submit`` requests and receive ``Event``s through the request's ``emit`` callback, called on the engine
 thread; ``call`` runs any other model work (embeddings) there between steps.
+
+The engine decodes a logit source (``lmstack.model.source``): the source makes the slot cache and fills
+whatever it keeps before a prompt (say, trained positions of an adapter) when a slot is prefilled.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ import torch
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
-from lmstack.generate.processors import process
+from lmstack.generate.processors import DecodeState, LogitsProcessorList, logits_processors, pick, sampler
 from lmstack.text.stream import TextStream
 from lmstack.model import Transformer
-from lmstack.adapt.virtual import VirtualTokens
 from lmstack.model.blocks import KVCache, attention_mask
 from lmstack.model.config import ModelConfig
+from lmstack.model.source import LogitSource, to_source
 
 
 class EngineBusy(LmstackError):
@@ -40,7 +43,7 @@ class SlotCache(KVCache):
     """A KV cache with one slot (batch row) per running request, each at its own position.
 
     ``use(start, stop)`` picks the rows the next forward pass reads and writes: one row to prefill a prompt
-    into, or rows ``0..n-1`` for a decoding step of one token each.
+    into (``start(slot)`` empties it first), or rows ``0..n-1`` for a decoding step of one token each.
     """
 
     def __init__(self, config: ModelConfig, slots: int, max_len: int, device=None, dtype=torch.float32):
@@ -48,6 +51,11 @@ class SlotCache(KVCache):
         self.lengths = [0] * slots  # tokens cached in each slot
         self.rows = range(0)
         self.offsets = torch.zeros(0, dtype=torch.long, device=device)  # lengths of ``rows``, on the device
+
+    def start(self, slot: int) -> None:
+        """Empty ``slot`` and use it alone: a new request is prefilled there."""
+        self.lengths[slot] = 0
+        self.use(slot, slot + 1)
 
     def use(self, start: int, stop: int) -> None:
         self.rows = range(start, stop)
@@ -123,25 +131,21 @@ class _Running:
     request: Request
     stream: TextStream
     budget: int
-    rng: torch.Generator | None
-    seen: torch.Tensor | None
+    processors: LogitsProcessorList  # empty for plain greedy: the batch's argmax is taken as it is
+    state: DecodeState
+    rng: torch.Generator | None  # sampling only
     tokens: list[int] = field(default_factory=list)
 
 
 class Engine:
     """Decode submitted requests in one thread with continuous batching over ``slots`` cache slots."""
 
-    def __init__(self, model: Transformer, tokenizer: Tokenizer, slots: int = 16, max_queue: int = 64,
+    def __init__(self, model: Transformer | LogitSource, tokenizer: Tokenizer, slots: int = 16, max_queue: int = 64,
                  max_len: int | None = None):
-        p = model.tok_emb.weight
-        # Prefix and prompt tuning put virtual positions before every prompt: each slot gets them at admission,
-        # then the base model runs as for any request.
-        self.virtual = model if isinstance(model, VirtualTokens) else None
-        self.model, self.tokenizer = model.base if self.virtual else model, tokenizer
-        self.device = p.device
-        self.max_len = min(max_len or model.config.block_size, model.config.block_size)
-        n_virtual = self.virtual.n_virtual if self.virtual else 0
-        self.cache = SlotCache(self.model.config, slots, self.max_len + n_virtual, p.device, p.dtype)
+        self.model, self.source, self.tokenizer = model, to_source(model), tokenizer  # embeddings read the model
+        self.device = self.source.device
+        self.max_len = min(max_len or self.source.context, self.source.context)
+        self.cache = self.source.new_cache(slots, self.max_len, cache_cls=SlotCache)
         self.slots, self.max_queue = slots, max_queue
         self.waiting: collections.deque[Request] = collections.deque()
         self.running: list[_Running] = []
@@ -250,30 +254,25 @@ class Engine:
             future.cancel()
 
     def _prefill(self, request: Request) -> None:
-        slot, n = len(self.running), len(request.prompt)
-        self.cache.lengths[slot] = 0
-        self.cache.use(slot, slot + 1)
-        if self.virtual is not None:
-            self.virtual.fill(self.cache, 1)
-        idx = torch.tensor([request.prompt], dtype=torch.long, device=self.device)
-        logits = self.model(idx, self.cache, last_only=True)
+        self.cache.start(len(self.running))
+        logits = self.source.prefill(torch.tensor([request.prompt], dtype=torch.long, device=self.device), self.cache)
         config = request.config
-        seen = None
-        if config.repetition_penalty != 1.0:
-            seen = torch.zeros(1, self.model.config.vocab_size, dtype=torch.bool, device=self.device)
-            seen[0, idx[0]] = True
-        rng = _generator(config.seed, self.device) if config.do_sample else None
-        budget = min(config.max_new_tokens, self.max_len - n)
-        self.running.append(_Running(request, TextStream(self.tokenizer, config.stop), budget, rng, seen))
-        self._advance(logits[:, -1])
+        state = DecodeState.start([request.prompt], config, self.source.vocab_size, self.device)
+        budget = min(config.max_new_tokens, self.max_len - len(request.prompt))
+        self.running.append(_Running(request, TextStream(self.tokenizer, config.stop), budget,
+                                     logits_processors(config, self.tokenizer.eos_id), state,
+                                     sampler(config, self.device)))
+        self._advance(logits)
 
     def _step(self) -> None:
         n = len(self.running)
         self.cache.use(0, n)
-        idx = torch.tensor([[r.tokens[-1]] for r in self.running], dtype=torch.long, device=self.device)
-        logits = self.model(idx, self.cache, self.cache.offsets[:, None], last_only=True)
+        # each row's last token, at its position among the request's real tokens
+        rows = torch.tensor([[r.tokens[-1], len(r.request.prompt) + len(r.tokens) - 1] for r in self.running],
+                            dtype=torch.long, device=self.device)
+        logits = self.source.step(rows[:, 0], self.cache, rows[:, 1:])
         self.steps += 1
-        self._advance(logits[:, -1])
+        self._advance(logits)
 
     def _advance(self, logits: torch.Tensor) -> None:
         """Pick the next token of the last ``len(logits)`` running requests, emit it, retire the finished."""
@@ -281,17 +280,13 @@ class Engine:
         scores = logits.float()
         tokens = scores.argmax(dim=-1)
         for i, r in enumerate(self.running[first:]):
-            config = r.request.config
-            if config.do_sample or config.repetition_penalty != 1.0 or config.min_new_tokens:
-                row = process(scores[i:i + 1], config, r.seen, len(r.tokens), self.tokenizer.eos_id)
-                tokens[i] = (torch.multinomial(row.softmax(dim=-1), 1, generator=r.rng)[0, 0] if r.rng is not None
-                             else row.argmax())
+            if r.processors or r.rng is not None:  # plain greedy rows keep the batch's argmax
+                tokens[i] = pick(r.processors(r.state, scores[i:i + 1]), r.rng)[0]
         picked = tokens.tolist()
         finished = []
         for i, (r, token) in enumerate(zip(self.running[first:], picked)):
             r.tokens.append(token)
-            if r.seen is not None:
-                r.seen[0, token] = True
+            r.state.push([token])
             event = Event(token=token, prompt_tokens=len(r.request.prompt), completion_tokens=len(r.tokens))
             if r.request.logprobs is not None:
                 event.logprob, event.top = _logprobs(scores[i], token, r.request.logprobs)
@@ -326,15 +321,6 @@ def _logprobs(scores: torch.Tensor, token: int, k: int) -> tuple[float, list[tup
     logp = scores.log_softmax(dim=-1)
     top = torch.topk(logp, k) if k else None
     return float(logp[token]), ([] if top is None else list(zip(top.indices.tolist(), top.values.tolist())))
-
-
-def _generator(seed: int | None, device: torch.device) -> torch.Generator:
-    rng = torch.Generator(device)
-    if seed is None:
-        rng.seed()
-    else:
-        rng.manual_seed(seed)
-    return rng
 
 
 def _run_call(fn: Callable[[], object], future: Future) -> None:

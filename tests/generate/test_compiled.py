@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmstack.generate.compiled import compiled_step
 from lmstack.generate.config import GenerationConfig
 from lmstack.generate.decode import decode
+from lmstack.model.source import ModelSource
 
 pytestmark = pytest.mark.slow
 
@@ -18,5 +18,5 @@ def test_compiled_decoding_is_token_identical(pair, prompts):
     model, _ = pair
     config = GenerationConfig(max_new_tokens=60, repetition_penalty=1.3)
     eager = torch.stack(list(decode(model, prompts, config)), dim=1)
-    compiled = torch.stack(list(decode(model, prompts, config, step=compiled_step(model))), dim=1)
+    compiled = torch.stack(list(decode(ModelSource(model, compile=True), prompts, config)), dim=1)
     assert torch.equal(compiled, eager)

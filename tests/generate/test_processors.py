@@ -11,7 +11,8 @@ from transformers.generation.logits_process import (LogitsProcessorList, MinNewT
                                                     TopKLogitsWarper, TopPLogitsWarper)
 
 from lmstack.generate.config import GenerationConfig
-from lmstack.generate.processors import process, repetition_penalty, seen_tokens, temperature, top_k, top_p
+from lmstack.generate.processors import (DecodeState, logits_processors, pick, repetition_penalty, sampler, seen_tokens,
+                                        temperature, top_k, top_p)
 
 V = 50
 
@@ -52,7 +53,7 @@ def test_repetition_penalty_matches_transformers(penalty):
 
 
 @pytest.mark.parametrize("step", [0, 3])
-def test_process_chains_like_transformers(step):
+def test_processor_list_chains_like_transformers(step):
     """Repetition penalty, min-new-tokens, temperature, top-k, top-p, in transformers' order."""
     config = GenerationConfig(do_sample=True, temperature=0.7, top_k=20, top_p=0.8, repetition_penalty=1.2,
                               min_new_tokens=2)
@@ -61,11 +62,33 @@ def test_process_chains_like_transformers(step):
     theirs = LogitsProcessorList([
         RepetitionPenaltyLogitsProcessor(1.2), MinNewTokensLengthLogitsProcessor(prompt_len, 2, eos),
         TemperatureLogitsWarper(0.7), TopKLogitsWarper(20), TopPLogitsWarper(0.8)])(ids, s.clone())
-    assert torch.equal(process(s, config, seen_tokens(ids.tolist(), V), step, eos), theirs)
-    eos_scores = process(s, GenerationConfig(min_new_tokens=2), None, step, eos)[:, eos]
+    processors = logits_processors(config, eos)
+    assert len(processors) == 5
+    assert torch.equal(processors(DecodeState(seen_tokens(ids.tolist(), V), step), s), theirs)
+    eos_scores = logits_processors(GenerationConfig(min_new_tokens=2), eos)(DecodeState(None, step), s)[:, eos]
     assert torch.equal(eos_scores, torch.full((4,), -float("inf")) if step < 2 else s[:, eos])
 
 
 def test_default_config_leaves_scores_untouched():
     s = scores(5)
-    assert torch.equal(process(s, GenerationConfig(), None, 0, eos_id=3), s)
+    processors = logits_processors(GenerationConfig(), eos_id=3)
+    assert len(processors) == 0 and torch.equal(processors(DecodeState(), s), s)
+
+
+def test_pick_is_argmax_or_a_seeded_draw():
+    s = scores(6)
+    assert torch.equal(pick(s), s.argmax(-1))
+    assert sampler(GenerationConfig()) is None
+    config = GenerationConfig(do_sample=True, seed=11)
+    draws = [pick(s, sampler(config)) for _ in range(2)]
+    expected = torch.multinomial(s.softmax(-1), 1, generator=torch.Generator().manual_seed(11)).squeeze(1)
+    assert torch.equal(draws[0], draws[1]) and torch.equal(draws[0], expected)
+
+
+def test_decode_state_tracks_tokens_and_follows_beams():
+    state = DecodeState.start([[1, 2], [3]], GenerationConfig(repetition_penalty=1.2), vocab_size=6)
+    state.push(torch.tensor([4, 5]))
+    assert state.step == 1 and state.seen.nonzero().tolist() == [[0, 1], [0, 2], [0, 4], [1, 3], [1, 5]]
+    state.reorder(torch.tensor([1, 1]))
+    assert torch.equal(state.seen[0], state.seen[1]) and state.seen[0].nonzero().flatten().tolist() == [3, 5]
+    assert DecodeState.start([[1]], GenerationConfig(), vocab_size=6).seen is None

@@ -74,6 +74,30 @@ def test_continuous_batching_matches_decoding_each_request_alone(family, method)
         assert events[-1].finish == "length" and events[-1].completion_tokens == config.max_new_tokens
 
 
+def test_a_mixture_of_sources_is_served_with_a_slot_cache_per_member():
+    """A mixture weighted (1, 0) over a prefix-tuned model and another model decodes as the first alone: each
+    member gets its own slot cache, the prefix's virtual positions filled into its slots only."""
+    from lmstack.generate.combine import Mixture
+
+    adapted, other = _adapted(random_model(97, seed=3), "prefix"), random_model(97, seed=8, name="llama-tiny")
+    gen = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(8, 97, (n,), generator=gen).tolist() for n in (7, 1, 20, 3)]
+    configs = [GenerationConfig(max_new_tokens=n) for n in (9, 14, 5, 11)]
+    configs[1] = GenerationConfig(max_new_tokens=14, repetition_penalty=1.3)
+    engine = Engine(Mixture([adapted, other], [1.0, 0.0]), _Chars(), slots=2)
+    outputs = [collect() for _ in prompts]
+    for p, c, (_, emit) in zip(prompts, configs, outputs):  # more requests than slots: slots are reused
+        engine.submit(Request(p, c, emit))
+    engine.start()
+    try:
+        while not all(events and events[-1].finish for events, _ in outputs):
+            threading.Event().wait(0.01)
+    finally:
+        engine.stop()
+    served = [[e.token for e in events] for events, _ in outputs]
+    assert served == [alone(adapted, p, c) for p, c in zip(prompts, configs)]
+
+
 def test_end_tokens_and_stop_strings_finish_a_request():
     model = random_model(97, seed=4)
     prompt = [10, 20, 30]
