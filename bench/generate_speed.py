@@ -75,14 +75,16 @@ def bench_config(name: str, variants: list[str], repeats: int) -> dict:
     prompts = torch.randint(0, config.vocab_size, (batch, PROMPT_LEN))
     with tempfile.TemporaryDirectory() as folder:
         save_model(build_model(config), folder)
-        runners = {"transformers": hf_runner(folder, prompts)} | {v: lmstack_runner(folder, v, prompts) for v in variants}
+        runners = {"transformers": hf_runner(folder, prompts)}
+        runners |= {v: lmstack_runner(folder, v, prompts) for v in variants}
         warmup = {k: timed(run) for k, run in runners.items()}  # compiles; first-touch of every weight
         seconds: dict[str, list[float]] = {k: [] for k in runners}
         for _ in range(repeats):
             for k, run in runners.items():
                 seconds[k].append(timed(run)[0])
     reference = warmup["transformers"][1]
-    result = {"batch": batch, "transformers_tokens_per_s": batch * NEW_TOKENS / statistics.median(seconds["transformers"])}
+    result = {"batch": batch,
+              "transformers_tokens_per_s": batch * NEW_TOKENS / statistics.median(seconds["transformers"])}
     for v in variants:
         out = warmup[v][1]
         assert out.shape == reference.shape, f"{name}/{v}: {tuple(out.shape)} tokens vs {tuple(reference.shape)}"
@@ -91,7 +93,8 @@ def bench_config(name: str, variants: list[str], repeats: int) -> dict:
                      "ratio_to_reference": tps / REFERENCE[name],
                      "tokens_identical": bool(torch.equal(out, reference)),
                      "token_agreement": (out == reference).float().mean().item(),
-                     "common_prefix": int((out == reference).all(dim=0).cumprod(dim=0).sum()), "first_run_s": warmup[v][0]}
+                     "common_prefix": int((out == reference).all(dim=0).cumprod(dim=0).sum()),
+                     "first_run_s": warmup[v][0]}
     return result
 
 
@@ -120,7 +123,8 @@ def main() -> None:
         for v in args.variants:
             x = r[v]
             print(f"{name:<11} {v:<13} {x['tokens_per_s']:>14,.1f} {r['transformers_tokens_per_s']:>13,.1f} "
-                  f"{x['ratio']:>5.2f}x  {x['token_agreement']:>9.1%}  {x['common_prefix']:>6}  {x['first_run_s']:>7.1f} s")
+                  f"{x['ratio']:>5.2f}x  {x['token_agreement']:>9.1%}  {x['common_prefix']:>6}  "
+                  f"{x['first_run_s']:>7.1f} s")
 
 
 if __name__ == "__main__":

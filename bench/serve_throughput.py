@@ -49,8 +49,8 @@ def make_model(name: str, folder: Path) -> Path:
 
 def start(model_dir: Path, port: int, threads: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, "serve", "--model", str(model_dir), "--port", str(port), "--name", "m",
-                             "--slots", "64", "--max-queue", "256", "--log-level", "warning"], env=env)
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, "serve", "--model", str(model_dir), "--port", str(port),
+                             "--name", "m", "--slots", "64", "--max-queue", "256", "--log-level", "warning"], env=env)
     for _ in range(600):
         try:
             if httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:

@@ -61,7 +61,8 @@ class Prefix:
     def apply(self, model: nn.Module, tokenizer=None) -> PrefixTuned:
         model.requires_grad_(False)
         if self.n_virtual >= model.config.block_size:
-            raise LmstackError(f"prefix.n_virtual {self.n_virtual} leaves no room in a {model.config.block_size}-token context")
+            raise LmstackError(f"prefix.n_virtual {self.n_virtual} leaves no room in a "
+                               f"{model.config.block_size}-token context")
         return PrefixTuned(model, self.n_virtual, self.reparam_hidden).to(model.tok_emb.weight.device)
 
     def tensors(self, model: PrefixTuned) -> dict[str, torch.Tensor]:

@@ -43,7 +43,8 @@ class Prompt:
     def apply(self, model: nn.Module, tokenizer=None) -> PromptTuned:
         model.requires_grad_(False)
         if self.n_virtual >= model.config.block_size:
-            raise LmstackError(f"prompt.n_virtual {self.n_virtual} leaves no room in a {model.config.block_size}-token context")
+            raise LmstackError(f"prompt.n_virtual {self.n_virtual} leaves no room in a "
+                               f"{model.config.block_size}-token context")
         if self.init_text:
             if tokenizer is None:
                 raise LmstackError("prompt.init_text needs the tokenizer")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Collection, Iterator, Literal
+from typing import Literal
+from collections.abc import Collection, Iterator
 
 import torch
 

@@ -8,7 +8,7 @@ Prompts of different lengths are left-padded: ``key_mask`` hides the padding fro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn

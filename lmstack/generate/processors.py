@@ -10,7 +10,7 @@ draws a token with a seeded ``torch.Generator`` of the request's own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -143,4 +143,5 @@ def test_decode_layout_changes_memory_not_the_model(pair):
     assert relaid.config.tie_embeddings == (relaid.lm_head.weight is relaid.tok_emb.weight)
     with torch.inference_mode():
         torch.testing.assert_close(relaid(torch.tensor([PROMPT])), model(torch.tensor([PROMPT])))
-    assert tokens(relaid, [PROMPT, PROMPT[:4]], max_new_tokens=30) == tokens(model, [PROMPT, PROMPT[:4]], max_new_tokens=30)
+    prompts = [PROMPT, PROMPT[:4]]
+    assert tokens(relaid, prompts, max_new_tokens=30) == tokens(model, prompts, max_new_tokens=30)
