@@ -11,7 +11,7 @@ from pathlib import Path
 from lmstack.adapt.lora import lora_layers, merge
 from lmstack.adapt.methods import load_adapted
 from lmstack.errors import LmstackError
-from lmstack.model.hf import save_model
+from lmstack.model.hf import load_model, save_model
 
 
 def merge_adapter(model: str, adapter: str, *, out: str) -> dict:
@@ -22,7 +22,7 @@ def merge_adapter(model: str, adapter: str, *, out: str) -> dict:
         adapter: LoRA adapter directory (from `lmstack finetune --method lora`, or peft)
         out: where to write the merged model directory
     """
-    net, tokenizer = load_adapted(model, adapter)
+    net, tokenizer = load_adapted(model, adapter, load=load_model)
     layers = len(lora_layers(net))
     if not layers:
         raise LmstackError(f"{adapter}: only LoRA adapters can be merged into the weights; bottleneck adapters, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from lmstack.adapt.prompt import Prompt
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json
-from lmstack.model.hf import load_model
+from lmstack.model.hf import load_causal_lm
 
 
 @dataclass
@@ -102,10 +103,12 @@ def load_adapter(model: nn.Module, path: str | Path, tokenizer: Tokenizer | None
 
 
 def load_adapted(model: str | Path, adapter: str | Path | None = None, device: str = "cpu",
-                 dtype: torch.dtype | None = None) -> tuple[nn.Module, Tokenizer]:
+                 dtype: torch.dtype | None = None, load: Callable[..., nn.Module] = load_causal_lm
+                 ) -> tuple[nn.Module, Tokenizer]:
     """A base model directory, with an adapter directory applied when given, and the tokenizer to use (the
-    adapter's when it carries one, else the base model's)."""
-    base = load_model(model, device=device, dtype=dtype)
+    adapter's when it carries one, else the base model's). ``load`` reads the base: by default a causal LM
+    (what decodes); ``lmstack.model.hf.load_model`` takes any family."""
+    base = load(model, device=device, dtype=dtype)
     tokenizer_dir = Path(adapter) if adapter and (Path(adapter) / "tokenizer.json").is_file() else Path(model)
     tokenizer = Tokenizer.load(tokenizer_dir)
     if adapter is None:

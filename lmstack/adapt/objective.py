@@ -20,7 +20,7 @@ from lmstack.adapt.data import SFTBatches, encode_all
 from lmstack.adapt.methods import Full, base_fingerprint, count_parameters, save_adapter
 from lmstack.data.conversations import Format, read_conversations
 from lmstack.errors import LmstackError
-from lmstack.model.hf import load_model, save_model, write_model_files
+from lmstack.model.hf import load_causal_lm, save_model, write_model_files
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.train.objective import Objective
 from lmstack.train.objectives.causal import CausalLM
@@ -43,7 +43,7 @@ class SupervisedFinetune(CausalLM):
         self.data_stats: dict = {}
 
     def build(self, device: torch.device) -> nn.Module:
-        return self._prepare(self.method.apply(load_model(self.base, device=device), self.tokenizer))
+        return self._prepare(self.method.apply(load_causal_lm(self.base, device=device), self.tokenizer))
 
     def write_state(self, model: nn.Module, folder: Path) -> None:
         if self.peft:
@@ -54,7 +54,7 @@ class SupervisedFinetune(CausalLM):
     def restore(self, folder: Path, device: torch.device) -> nn.Module:
         if self.peft:
             return Objective.restore(self, folder, device)  # the base with the method, then the trained part
-        return self._prepare(self.method.apply(load_model(folder, device=device), self.tokenizer))
+        return self._prepare(self.method.apply(load_causal_lm(folder, device=device), self.tokenizer))
 
     def save(self, model: nn.Module, out: Path) -> Path:
         if self.peft:

@@ -1,1 +1,1 @@
-"""Evaluation: perplexity and bits per byte (later: IR, QA, BLEU, ROUGE)."""
+"""Evaluation: perplexity and bits per byte, chat exact match, retrieval metrics (recall, MRR, nDCG, MAP)."""

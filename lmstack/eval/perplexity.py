@@ -18,7 +18,7 @@ from lmstack.data.prepare import find_files, read_documents
 from lmstack.data.shards import TokenShards
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
-from lmstack.model.hf import load_model
+from lmstack.model.hf import load_causal_lm
 from lmstack.model.scoring import token_logprobs
 from lmstack.model.transformer import Transformer
 
@@ -32,7 +32,7 @@ def perplexity(*, model: str, input: list[Path], stride: int | None = None, devi
         stride: tokens newly scored per window when a document exceeds the context (default: half the context)
         device: torch device
     """
-    net = load_model(model, device=device).eval()
+    net = load_causal_lm(model, device=device).eval()
     tokenizer = Tokenizer.load(model)
     nll, tokens, n_bytes = 0.0, 0, 0
     for text in (t for f in find_files([Path(p) for p in input]) for t in read_documents(f)):

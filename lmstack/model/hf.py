@@ -22,7 +22,7 @@ from lmstack.config import build
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json
 from lmstack.model.config import ModelConfig
-from lmstack.model.registry import build_model, family_for_hf, family_of
+from lmstack.model.registry import build_model, family_for_hf, family_of, get_family, names
 
 
 # ----------------------------------------------------------------------------------------------- configs
@@ -145,10 +145,27 @@ def write_model_files(model: nn.Module, folder: Path, tokenizer=None, generation
 def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> nn.Module:
     """Load a model directory written by lmstack or by ``transformers`` (GPT-2, Llama, Mistral, Qwen2; a BERT
     folder gives the bare encoder: ``load_encoder`` adds a head)."""
+    return _load(Path(path), _read_config(Path(path)), device, dtype)
+
+
+def load_causal_lm(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> nn.Module:
+    """``load_model`` for what decodes or scores text: a folder of an encoder family is refused in one line,
+    before any weight is read."""
     path = Path(path)
+    config = _read_config(path)
+    if not get_family(config.family).generates:
+        raise LmstackError(f"{path}: a {config.family} encoder predicts no next token; this needs a causal "
+                           f"language model ({', '.join(n for n in names() if get_family(n).generates)})")
+    return _load(path, config, device, dtype)
+
+
+def _read_config(path: Path) -> ModelConfig:
     if not path.is_dir():
         raise LmstackError(f"{path}: model directory not found")
-    config = from_hf_config(read_json(path / "config.json"), str(path / "config.json"))
+    return from_hf_config(read_json(path / "config.json"), str(path / "config.json"))
+
+
+def _load(path: Path, config: ModelConfig, device: str | torch.device, dtype: torch.dtype | None) -> nn.Module:
     with torch.device("meta"):
         model = build_model(config)
     model = load_weights(model, path)

@@ -18,7 +18,7 @@ from pathlib import Path
 from lmstack.errors import LmstackError
 from lmstack.generate.api import generate
 from lmstack.io import read_jsonl
-from lmstack.model.hf import load_model
+from lmstack.model.hf import load_causal_lm
 from lmstack.qa.reader import Prediction, Reader, ReaderSettings, new_reader, score_predictions, train_reader_model
 from lmstack.qa.squad import SquadExample, read_squad
 from lmstack.retrieval.documents import Passage
@@ -99,7 +99,7 @@ def ask(question: str, index: Path = Path("runs/index"), reader: Path | None = N
 def generate_answer(model_dir: Path, question: str, hits: list[tuple[str, str]], max_new_tokens: int) -> dict:
     """Decode an answer from a chat prompt holding the passages (a passage's text never forges a turn); keep the
     cited ids that were retrieved."""
-    model, tokenizer = load_model(model_dir).eval(), Tokenizer.load(model_dir)
+    model, tokenizer = load_causal_lm(model_dir).eval(), Tokenizer.load(model_dir)
     chat = ChatFormat(tokenizer)
     prompt = chat.encode(generation_messages(question, hits))
     [text] = generate(model, tokenizer, [prompt], max_new_tokens=max_new_tokens, stop_ids=chat.end_ids)

@@ -23,7 +23,7 @@ from lmstack.io import atomic_dir, read_json, read_jsonl
 from lmstack.model.encoder_text import encode_pairs
 from lmstack.model.families.bert import load_encoder
 from lmstack.model.heads import EncoderForMultipleChoice
-from lmstack.model.hf import load_model, write_model_files
+from lmstack.model.hf import load_causal_lm, write_model_files
 from lmstack.model.scoring import sequence_logprobs
 from lmstack.model.transformer import Transformer
 from lmstack.qa.squad import CJK, SquadExample, read_squad
@@ -219,7 +219,7 @@ def choice_eval(data: Path, *, model: Path, normalize: bool = True, max_len: int
         net, tok = load_encoder(model, head="multiple-choice")
         predicted, method = predict_choices(net, tok, items, max_len), "choice head"
     else:
-        net, tok = load_model(model).eval(), Tokenizer.load(model)
+        net, tok = load_causal_lm(model).eval(), Tokenizer.load(model)
         best = lambda s: max(range(len(s)), key=s.__getitem__)  # noqa: E731
         predicted = [best(score_options(net, tok, it.question, it.options, normalize)) for it in items]
         method = "log-likelihood" + (" per token" if normalize else "")

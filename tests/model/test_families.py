@@ -20,7 +20,8 @@ from lmstack.model.encoder import Encoder
 from lmstack.model import registry
 from lmstack.model.families import Family, Rule, family_for_hf, get_family, names, register
 from lmstack.model.families.bert import load_encoder
-from lmstack.model.hf import load_model, save_model
+from lmstack.cli import main
+from lmstack.model.hf import load_causal_lm, load_model, save_model
 from lmstack.model.transformer import Transformer, materialise
 
 
@@ -65,6 +66,20 @@ def test_load_model_reads_a_transformers_bert_folder_as_the_bare_encoder(tmp_pat
         torch.testing.assert_close(ours(ids), load_encoder(tmp_path / "hf")[0](ids), atol=0, rtol=0)
     save_model(ours, tmp_path / "ours")
     assert not (tmp_path / "ours" / "generation_config.json").exists()  # an encoder does not generate
+
+
+def test_commands_that_decode_refuse_an_encoder_folder_in_one_line(tmp_path, capsys):
+    folder = save_model(build_model(preset("bert-tiny", vocab_size=50)), tmp_path / "bert")
+    with pytest.raises(LmstackError, match="bert encoder predicts no next token.*gpt2, llama"):
+        load_causal_lm(folder)
+    (tmp_path / "a.txt").write_text("some text")
+    for argv in (["generate", "hi", "--model", str(folder)], ["perplexity", "--model", str(folder), "--input",
+                                                              str(tmp_path / "a.txt")]):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        err = capsys.readouterr().err.strip()
+        assert stop.value.code == 2 and len(err.splitlines()) == 1 and "predicts no next token" in err, err
+    assert isinstance(load_model(folder), Encoder)  # what reads any family still does
 
 
 def test_linear_slices_come_from_the_family():
