@@ -26,24 +26,31 @@ from lmstack.train.objective import Objective
 from lmstack.train.objectives.causal import CausalLM
 
 
-class SupervisedFinetune(CausalLM):
-    """Fine-tune the model in ``base`` with ``method`` on ``train`` conversations, validated on ``val``
-    (empty: a seeded ``val_fraction`` of ``train``, at least one, is held out); ``max_len``: tokens per example
-    (None: the model's context)."""
+class AdaptedPolicy:
+    """The model side of every objective that tunes a base model with an adaptation method (SFT, DPO, PPO, GRPO):
+    ``base`` loaded as a causal LM with ``method`` applied; checkpoints hold the trainable parameters (or the whole
+    model, for full fine-tuning); the artefact is ``out/adapter`` (peft's layout) or ``out/model``.
 
-    def __init__(self, base: Path, method, tokenizer: Tokenizer, train: list[Path], val: list[Path],
-                 batch_size: int, max_len: int | None = None, val_fraction: float = 0.05, fmt: Format = "auto",
-                 seed: int = 0):
-        if tokenizer.pad_id is None and tokenizer.eos_id is None:
-            raise LmstackError(f"{base}: the tokenizer has neither a pad nor an eos token to pad batches with")
-        super().__init__(None, None, batch_size, 0, tokenizer=tokenizer)
+    ``prepare(model)`` is called with the built (or restored) model before training: a subclass encodes its data
+    there, once the model's context is known. ``tokenizer`` is set by the subclass.
+    """
+
+    base: Path
+    method: object
+    tokenizer: Tokenizer
+
+    def init_policy(self, base: Path, method) -> None:
         self.base, self.method, self.peft = Path(base), method, not isinstance(method, Full)
-        self.files, self.max_len, self.val_fraction, self.format, self.seed = (train, val), max_len, val_fraction, \
-            fmt, seed
-        self.data_stats: dict = {}
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def load_base(self, device: torch.device) -> nn.Module:
+        """The base model, before the method is applied (the reference model of DPO and PPO)."""
+        return load_causal_lm(self.base, device=device)
 
     def build(self, device: torch.device) -> nn.Module:
-        return self._prepare(self.method.apply(load_causal_lm(self.base, device=device), self.tokenizer))
+        return self.prepare(self.method.apply(self.load_base(device), self.tokenizer))
 
     def write_state(self, model: nn.Module, folder: Path) -> None:
         if self.peft:
@@ -54,7 +61,7 @@ class SupervisedFinetune(CausalLM):
     def restore(self, folder: Path, device: torch.device) -> nn.Module:
         if self.peft:
             return Objective.restore(self, folder, device)  # the base with the method, then the trained part
-        return self._prepare(self.method.apply(load_causal_lm(folder, device=device), self.tokenizer))
+        return self.prepare(self.method.apply(load_causal_lm(folder, device=device), self.tokenizer))
 
     def save(self, model: nn.Module, out: Path) -> Path:
         if self.peft:
@@ -64,10 +71,29 @@ class SupervisedFinetune(CausalLM):
 
     def title(self, model: nn.Module) -> str:
         params = count_parameters(model)
-        return (f"{type(self.method).__name__.lower()} fine-tuning · {params['trainable_params']:,} of "
+        return (f"{type(self.method).__name__.lower()} {self.stage} · {params['trainable_params']:,} of "
                 f"{params['total_params']:,} parameters trained")
 
-    def _prepare(self, model: nn.Module) -> nn.Module:
+    stage = "fine-tuning"
+
+
+class SupervisedFinetune(AdaptedPolicy, CausalLM):
+    """Fine-tune the model in ``base`` with ``method`` on ``train`` conversations, validated on ``val``
+    (empty: a seeded ``val_fraction`` of ``train``, at least one, is held out); ``max_len``: tokens per example
+    (None: the model's context)."""
+
+    def __init__(self, base: Path, method, tokenizer: Tokenizer, train: list[Path], val: list[Path],
+                 batch_size: int, max_len: int | None = None, val_fraction: float = 0.05, fmt: Format = "auto",
+                 seed: int = 0):
+        if tokenizer.pad_id is None and tokenizer.eos_id is None:
+            raise LmstackError(f"{base}: the tokenizer has neither a pad nor an eos token to pad batches with")
+        super().__init__(None, None, batch_size, 0, tokenizer=tokenizer)
+        self.init_policy(base, method)
+        self.files, self.max_len, self.val_fraction, self.format, self.seed = (train, val), max_len, val_fraction, \
+            fmt, seed
+        self.data_stats: dict = {}
+
+    def prepare(self, model: nn.Module) -> nn.Module:
         """Cut the conversations to the model's context (once it is known) and make the batches."""
         self.block = self.max_len or model.config.block_size
         if self.block > model.config.block_size:
