@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo lint test test-slow bench clean
+.PHONY: demo demo-align lint test test-slow bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/lmstack demo --out $(DEMO_DIR)
+
+# Alignment on the demo's SFT model (runs the demo first if it has not run): reward model, DPO, PPO, GRPO.
+demo-align: $(STAMP)
+	$(BIN)/lmstack demo-align --demo-dir $(DEMO_DIR) --out runs/demo-align --overwrite
 
 # Lint (ruff), the import layers and cycles (import-linter, contracts in pyproject.toml), then the tests.
 lint: $(STAMP)

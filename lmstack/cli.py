@@ -61,6 +61,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "grpo": ("lmstack.align.rl_commands:grpo", "GRPO: group-normalised rewards of sampled answers, no value model"),
     "perplexity": ("lmstack.eval.perplexity:perplexity", "cross-entropy, perplexity and bits per byte of text files"),
     "demo": ("lmstack.demo:demo", "the whole pipeline on the built-in corpus, with a report"),
+    "demo-align": ("lmstack.demo_align:demo_align",
+                   "reward model, DPO, PPO and GRPO on the demo's SFT model, with a report"),
 }
 
 # Old names kept working: alias -> command.

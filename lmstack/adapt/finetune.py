@@ -30,19 +30,28 @@ Method = Literal["full", "lora", "adapter", "prefix", "prompt"]
 
 
 @dataclass
-class FinetuneConfig(LoopConfig):
+class PolicyConfig(LoopConfig):
+    """What every command that tunes a base model with an adaptation method shares (``finetune``, ``dpo``, ...):
+    the base model, the method and its settings, and the tokens per example."""
     model: Path = Path("runs/demo/train/model")  # the base model directory (Hugging Face format)
-    data: list[Path] = field(default_factory=lambda: [Path("runs/demo/corpus/sft_train.jsonl")])
-    val_data: list[Path] = field(default_factory=list)  # empty: hold out val_fraction of data
-    val_fraction: float = 0.05
-    format: Format = "auto"  # alpaca, sharegpt, openai, or auto per record
-    out: Path = Path("runs/finetune")
     method: Method = "lora"
     lora: LoRA = field(default_factory=LoRA)
     adapter: Adapter = field(default_factory=Adapter)
     prefix: Prefix = field(default_factory=Prefix)
     prompt: Prompt = field(default_factory=Prompt)
     max_len: int | None = None  # tokens per example; None: the model's context (less any virtual tokens)
+
+    def method_config(self) -> Full | LoRA | Adapter | Prefix | Prompt:
+        return Full() if self.method == "full" else getattr(self, self.method)
+
+
+@dataclass
+class FinetuneConfig(PolicyConfig):
+    data: list[Path] = field(default_factory=lambda: [Path("runs/demo/corpus/sft_train.jsonl")])
+    val_data: list[Path] = field(default_factory=list)  # empty: hold out val_fraction of data
+    val_fraction: float = 0.05
+    format: Format = "auto"  # alpaca, sharegpt, openai, or auto per record
+    out: Path = Path("runs/finetune")
     # the loop's defaults, for fine-tuning
     batch_size: int = 8
     max_iters: int = 300
@@ -53,9 +62,6 @@ class FinetuneConfig(LoopConfig):
     eval_interval: int = 100
     eval_iters: int = 10
     checkpoint_interval: int = 100
-
-    def method_config(self) -> Full | LoRA | Adapter | Prefix | Prompt:
-        return Full() if self.method == "full" else getattr(self, self.method)
 
 
 def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:

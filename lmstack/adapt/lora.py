@@ -12,7 +12,9 @@ adapter is exactly peft's layout and loads onto the exported model with peft.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -35,6 +37,7 @@ class LoRALinear(nn.Module):
         self.lora_B = nn.ModuleDict({k: nn.Linear(r, end - start, bias=False) for k, start, end in parts})
         self.dropout = nn.Dropout(dropout)
         self.merged = False
+        self.disabled = False  # ``adapters_disabled``: the layer is its base (a reference model for free)
         for k, _, _ in parts:  # peft's init: A ~ Kaiming-uniform, B = 0
             nn.init.kaiming_uniform_(self.lora_A[k].weight, a=math.sqrt(5))
             nn.init.zeros_(self.lora_B[k].weight)
@@ -45,7 +48,7 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
-        if self.merged:
+        if self.merged or self.disabled:
             return y
         h = self.dropout(x)
         for k, start, end in self.parts:
@@ -152,6 +155,23 @@ class LoRA:
 
 def lora_layers(model: nn.Module) -> list[LoRALinear]:
     return [m for m in model.modules() if isinstance(m, LoRALinear)]
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block every ``LoRALinear`` of ``model`` skips its update, so ``model`` computes exactly its
+    base: the frozen reference model of DPO / PPO / GRPO without a second copy of the weights (peft's
+    ``disable_adapter``). Merged layers cannot be switched off (their update is in the base weight)."""
+    layers = lora_layers(model)
+    if any(layer.merged for layer in layers):
+        raise LmstackError("the LoRA update is merged into the weights; unmerge it before disabling the adapter")
+    for layer in layers:
+        layer.disabled = True
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.disabled = False
 
 
 def merge(model: nn.Module) -> nn.Module:

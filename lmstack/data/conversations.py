@@ -30,7 +30,7 @@ def read_conversations(path: str | Path, format: Format = "auto") -> list[dict]:
     """Every record of a .json (a list of records) or .jsonl file as a checked conversation."""
     path = Path(path)
     out = []
-    for where, record in _records(path):
+    for where, record in records(path):
         try:
             conversation = to_conversation(record, format)
             check_messages(conversation["messages"])
@@ -121,7 +121,7 @@ def _tools(tools) -> list[dict] | None:
 _READERS = {"alpaca": _alpaca, "sharegpt": _sharegpt, "openai": _openai}
 
 
-def _records(path: Path) -> Iterator[tuple[str, dict]]:
+def records(path: Path) -> Iterator[tuple[str, dict]]:
     """(``file:line`` or ``file[i]``, record) for a .jsonl or .json file."""
     if path.suffix == ".jsonl":
         yield from read_jsonl(path)

@@ -3,9 +3,11 @@
 A model directory is ``config.json`` + ``model.safetensors`` (+ ``tokenizer.json``, and for a decoder
 ``generation_config.json``) that ``transformers`` loads (``AutoModelForCausalLM``: ``GPT2LMHeadModel``,
 ``LlamaForCausalLM``, ``Qwen2ForCausalLM``; ``BertModel`` / ``BertFor*`` for an encoder); and lmstack loads such
-directories written by ``transformers``. What differs between families (config fields, tensor names, which of
-our fused tensors are which of theirs) is the family's (``lmstack.model.families``); this module only applies
-it. Nothing is unpickled: safetensors, or ``torch.load(weights_only=True)`` for legacy ``.bin`` files.
+directories written by ``transformers``. A decoder with a registered head (``registry.Head``: a scalar score,
+``LlamaForSequenceClassification``) is read and written the same way. What differs between families (config
+fields, tensor names, which of our fused tensors are which of theirs) is the family's
+(``lmstack.model.families``); this module only applies it. Nothing is unpickled: safetensors, or
+``torch.load(weights_only=True)`` for legacy ``.bin`` files.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from lmstack.config import build
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json
 from lmstack.model.config import ModelConfig
-from lmstack.model.registry import build_model, family_for_hf, family_of, get_family, names
+from lmstack.model.registry import build_model, family_for_hf, family_of, get_family, head_for_hf, names
 
 
 # ----------------------------------------------------------------------------------------------- configs
@@ -143,30 +145,41 @@ def write_model_files(model: nn.Module, folder: Path, tokenizer=None, generation
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> nn.Module:
-    """Load a model directory written by lmstack or by ``transformers`` (GPT-2, Llama, Mistral, Qwen2; a BERT
-    folder gives the bare encoder: ``load_encoder`` adds a head)."""
-    return _load(Path(path), _read_config(Path(path)), device, dtype)
+    """Load a model directory written by lmstack or by ``transformers`` (GPT-2, Llama, Mistral, Qwen2, with a
+    registered head where config.json's architectures name one; a BERT folder gives the bare encoder:
+    ``load_encoder`` adds a head)."""
+    path = Path(path)
+    hf = _read_hf(path)
+    return _load(path, hf, from_hf_config(hf, str(path / "config.json")), device, dtype)
 
 
 def load_causal_lm(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> nn.Module:
-    """``load_model`` for what decodes or scores text: a folder of an encoder family is refused in one line,
-    before any weight is read."""
+    """``load_model`` for what decodes or scores text: a folder of an encoder family, or of a decoder with a task
+    head (a reward model), is refused in one line, before any weight is read."""
     path = Path(path)
-    config = _read_config(path)
-    if not get_family(config.family).generates:
+    hf = _read_hf(path)
+    config = from_hf_config(hf, str(path / "config.json"))
+    family = get_family(config.family)
+    if not family.generates:
         raise LmstackError(f"{path}: a {config.family} encoder predicts no next token; this needs a causal "
                            f"language model ({', '.join(n for n in names() if get_family(n).generates)})")
-    return _load(path, config, device, dtype)
+    if head_for_hf(hf, family) is not None:
+        raise LmstackError(f"{path}: holds a {hf['architectures'][0]} (a score head, no next-token head); this needs "
+                           "a causal language model")
+    return _load(path, hf, config, device, dtype)
 
 
-def _read_config(path: Path) -> ModelConfig:
+def _read_hf(path: Path) -> dict:
     if not path.is_dir():
         raise LmstackError(f"{path}: model directory not found")
-    return from_hf_config(read_json(path / "config.json"), str(path / "config.json"))
+    return read_json(path / "config.json")
 
 
-def _load(path: Path, config: ModelConfig, device: str | torch.device, dtype: torch.dtype | None) -> nn.Module:
+def _load(path: Path, hf: dict, config: ModelConfig, device: str | torch.device, dtype: torch.dtype | None
+          ) -> nn.Module:
+    head = head_for_hf(hf, get_family(config.family))
     with torch.device("meta"):
         model = build_model(config)
+        model = head.wrap(model, hf) if head is not None else model
     model = load_weights(model, path)
     return model.to(device=device, dtype=dtype) if dtype else model.to(device)

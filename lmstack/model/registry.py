@@ -5,10 +5,17 @@ A ``Family`` bundles a family's builder, its Hugging Face config mapping both wa
 and its ``LinearSlice``s (which of our linear layers, or which rows of a fused one, is which Hugging Face
 layer). The generic reader/writer (``lmstack.model.hf``), ``build_model`` and the PEFT methods only ever ask
 the registry, so a new family is one new module that calls ``register`` and touches no other family.
+
+A ``Head`` is a task head that fits on the bare model of any family it ``applies`` to (a scalar score on a
+decoder: ``LlamaForSequenceClassification``, ``GPT2ForSequenceClassification`` ...). A model carrying one names
+it as its class attribute ``hf_head``; ``family_of`` then answers with the family as the head sees it
+(``Head.on``), so the reader/writer handles every family-head pair without knowing either. A new head is one
+module that calls ``register_head``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,8 +102,11 @@ def get_family(name: str) -> Family:
 
 
 def family_of(model: nn.Module) -> Family:
-    """The family of a built model (bare, or with a task head): its ``config.family``."""
-    return get_family(model.config.family)
+    """The family of a built model (bare, or with a task head): its ``config.family``, seen through the model's
+    ``hf_head`` where it has one (``Head.on``)."""
+    family = get_family(model.config.family)
+    head = getattr(model, "hf_head", None)
+    return head.on(family) if head is not None else family
 
 
 def family_for_hf(hf: dict, source: str = "config.json") -> Family:
@@ -140,3 +150,77 @@ def block_linears(model: nn.Module, rules: list[Rule]) -> list[LinearSlice]:
             start += size
     return out
 
+
+
+# ----------------------------------------------------------------------------------------------- heads
+
+CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # how the architectures of causal LMs end (LlamaForCausalLM)
+
+
+@dataclass(frozen=True)
+class Head:
+    """A task head on the bare model of any family it ``applies`` to, saved as Hugging Face's ``<Stem><suffix>``
+    (the causal LM's architecture with ``CAUSAL_LM_SUFFIXES`` replaced: ``LlamaForCausalLM`` ->
+    ``LlamaForSequenceClassification``, ``GPT2LMHeadModel`` -> ``GPT2ForSequenceClassification``).
+
+    The model holds the bare one as attribute ``body``; the body's tensors keep the family's Hugging Face names
+    (``model.*``, ``transformer.*``), its own LM head is dropped (absent from the model, so neither written nor
+    read), and the head's tensors follow ``rules``.
+    """
+    name: str
+    hf_suffix: str  # e.g. "ForSequenceClassification"
+    wrap: Callable[[nn.Module, dict], nn.Module]  # (bare model, config.json) -> the model with this head
+    hf_config: Callable[[nn.Module], dict]  # the head's own config.json fields (num_labels, pad_token_id ...)
+    rules: Callable[[nn.Module], list[Rule]]  # the head's own tensors
+    body: str = "backbone"
+    applies: Callable[[Family], bool] = lambda family: family.generates  # the families it fits on
+    peft_task_type: str = "SEQ_CLS"
+
+    def architecture(self, family_arch: str) -> str:
+        """``LlamaForCausalLM`` -> ``Llama`` + ``hf_suffix``."""
+        for suffix in CAUSAL_LM_SUFFIXES:
+            family_arch = family_arch.removesuffix(suffix)
+        return family_arch + self.hf_suffix
+
+    def on(self, family: Family) -> Family:
+        """``family`` as a model with this head sees it: config, tensor names and linears of the body, prefixed."""
+        body = lambda model: getattr(model, self.body)  # noqa: E731
+
+        def to_hf_config(model: nn.Module) -> dict:
+            config = family.to_hf_config(body(model))
+            arch = self.architecture((config.get("architectures") or [family.name])[0])
+            return {**config, "architectures": [arch], **self.hf_config(model)}
+
+        def rules(model: nn.Module) -> list[Rule]:
+            prefix = self.body + "."
+            return [dataclasses.replace(r, ours=prefix + r.ours) for r in family.rules(body(model))] + self.rules(model)
+
+        def materialise(model: nn.Module) -> nn.Module:
+            family.materialise(body(model))
+            return model
+
+        return dataclasses.replace(
+            family, to_hf_config=to_hf_config, rules=rules,
+            linear_slices=lambda model: block_linears(model, rules(model)),
+            checkpoint_names=lambda hf, model: family.checkpoint_names(hf, body(model)),
+            materialise=materialise, generates=False, peft_task_type=self.peft_task_type)
+
+
+_HEADS: dict[str, Head] = {}
+
+
+def register_head(head: Head) -> Head:
+    """Add ``head`` to the registry (a second head of the same name is an error)."""
+    if head.name in _HEADS:
+        raise LmstackError(f"model head '{head.name}' is already registered")
+    _HEADS[head.name] = head
+    return head
+
+
+def head_for_hf(hf: dict, family: Family) -> Head | None:
+    """The registered head a ``config.json`` names in its architectures (for a family it applies to), or None."""
+    archs = hf.get("architectures") or []
+    for head in _HEADS.values():
+        if head.applies(family) and any(a.endswith(head.hf_suffix) for a in archs):
+            return head
+    return None

@@ -83,8 +83,8 @@ class Transformer(nn.Module):
 
 def materialise(model: Transformer) -> Transformer:
     """After loading onto a model built on the "meta" device: re-tie the head and rebuild the non-persistent
-    buffers (RoPE tables)."""
-    if model.config.tie_embeddings:
+    buffers (RoPE tables). A body under a score head has no LM head (``lm_head`` is None) to tie."""
+    if model.config.tie_embeddings and model.lm_head is not None:
         model.lm_head.weight = model.tok_emb.weight
     if model.rope is not None:
         model.rope = type(model.rope)(model.config.head_dim, model.config.block_size, model.config.rope_theta)
