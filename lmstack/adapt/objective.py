@@ -10,7 +10,6 @@ for full fine-tuning; the artefact is an adapter directory, or a model directory
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from torch import nn
 from lmstack.adapt.data import SFTBatches, encode_all
 from lmstack.adapt.methods import Full, base_fingerprint, count_parameters, save_adapter
 from lmstack.data.conversations import Format, read_conversations
+from lmstack.data.splits import hold_out
 from lmstack.errors import LmstackError
 from lmstack.model.hf import load_causal_lm, save_model, write_model_files
 from lmstack.text.tokenizer import Tokenizer
@@ -110,12 +110,7 @@ class SupervisedFinetune(AdaptedPolicy, CausalLM):
         if val_files:
             val = [c for path in val_files for c in read_conversations(path, self.format)]
         else:
-            random.Random(self.seed).shuffle(conversations)
-            n_val = max(1, round(self.val_fraction * len(conversations)))
-            if n_val >= len(conversations):
-                raise LmstackError(f"{len(conversations)} conversation(s) cannot be split into train and validation; "
-                                   "give more data or --val_data")
-            conversations, val = conversations[n_val:], conversations[:n_val]
+            conversations, val = hold_out(conversations, self.val_fraction, self.seed, "conversation")
         train_ex, train_stats = encode_all(self.tokenizer, conversations, self.block)
         val_ex, _ = encode_all(self.tokenizer, val, self.block)
         pad = self.tokenizer.pad_id if self.tokenizer.pad_id is not None else self.tokenizer.eos_id

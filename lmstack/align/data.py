@@ -47,8 +47,21 @@ def prompt_ids(chat: ChatFormat, messages: list[dict], max_len: int, room: int, 
     return ids
 
 
+def drop_long(chat: ChatFormat, records: list, max_len: int, room: int = 1) -> tuple[list, int]:
+    """The records whose rendered prompt leaves ``room`` answer tokens of ``max_len``, and how many do not (for
+    real data sets and small models: ``--skip_long``; without it a prompt that does not fit is an error)."""
+    kept = [r for r in records if len(chat.encode(r.prompt, add_generation_prompt=True)) + room <= max_len]
+    return kept, len(records) - len(kept)
+
+
 def answer_ids(chat: ChatFormat, messages: list[dict], prompt: list[int], reply: str, where: str) -> list[int]:
-    """The tokens the template writes for ``reply`` after ``prompt`` (the rendered ``messages``), to the turn end."""
+    """The tokens the template writes for ``reply`` after ``prompt`` (the rendered ``messages``), to the turn end.
+    An empty reply (a sampled answer that ends its turn at once) is the turn-end token alone."""
+    if not reply:
+        end = chat.tokenizer.token_to_id(chat.turn_end) if chat.turn_end else chat.tokenizer.eos_id
+        if end is None:
+            raise LmstackError(f"{where}: an empty answer, and the tokenizer has no turn-end or eos token to write it")
+        return [end]
     full = chat.encode([*messages, {"role": "assistant", "content": reply}], add_generation_prompt=False)
     if full[:len(prompt)] != prompt:
         raise LmstackError(f"{where}: the chat template renders the prompt differently when an answer follows; "

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from lmstack.adapt.objective import AdaptedPolicy
-from lmstack.align.data import LabelledExample, PairExample, draw, encode_pairs, encode_unpaired
+from lmstack.align.data import LabelledExample, PairExample, draw, drop_long, encode_pairs, encode_unpaired
 from lmstack.align.losses import LOSS_TYPES, PAIR_LOSSES, REFERENCE_FREE, LossParams, PairLogps, kto, kto_kl
 from lmstack.align.reference import Provenance, Rows, cached_reference_logps
 from lmstack.data.preferences import Preference, Unpaired
@@ -57,7 +57,7 @@ class PreferenceObjective(AdaptedPolicy, Objective):
     def __init__(self, base: Path, method, tokenizer: Tokenizer, records: dict[str, list[Preference] | list[Unpaired]],
                  loss_type: str = "sigmoid", params: LossParams | None = None, batch_size: int = 8,
                  max_len: int | None = None, ref_cache: Path | None = None, precision: str = "auto",
-                 ref_batch_size: int = 16, data_source: str = ""):
+                 ref_batch_size: int = 16, data_source: str = "", skip_long: bool = False):
         if loss_type not in LOSS_TYPES:
             raise LmstackError(f"loss_type {loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
         if loss_type not in REFERENCE_FREE and ref_cache is None:
@@ -66,7 +66,7 @@ class PreferenceObjective(AdaptedPolicy, Objective):
         self.tokenizer, self.chat, self.records = tokenizer, ChatFormat(tokenizer), records
         self.loss_type, self.params = loss_type, params or LossParams()
         self.batch_size, self.max_len, self.ref_cache, self.precision = batch_size, max_len, ref_cache, precision
-        self.ref_batch_size, self.data_source = ref_batch_size, data_source
+        self.ref_batch_size, self.data_source, self.skip_long = ref_batch_size, data_source, skip_long
         self.unpaired, self.with_reference = loss_type == "kto", loss_type not in REFERENCE_FREE
         self.stage = f"{loss_type} preference tuning"
         self.examples: dict[str, list] = {}
@@ -96,6 +96,8 @@ class PreferenceObjective(AdaptedPolicy, Objective):
             raise LmstackError(f"max_len {block} exceeds the policy's context of {context} tokens")
         encode = encode_unpaired if self.unpaired else encode_pairs
         for split, records in self.records.items():
+            if self.skip_long:
+                records, self.data_stats[f"{split}_too_long"] = drop_long(self.chat, records, block)
             self.examples[split], stats = encode(self.chat, records, block)
             self.data_stats.update({f"{split}_{k}": v for k, v in stats.items()})
         if self.unpaired:

@@ -11,7 +11,6 @@ is reused on resume and refused when the data or the model changed.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,6 +20,7 @@ from lmstack.adapt.methods import count_parameters
 from lmstack.align.dpo import PreferenceObjective
 from lmstack.align.losses import LossParams
 from lmstack.data.preferences import PreferenceFormat, read_preferences, read_unpaired
+from lmstack.data.splits import hold_out
 from lmstack.errors import LmstackError
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.train.metrics import peak_memory_mb
@@ -47,6 +47,7 @@ class DPOConfig(PolicyConfig):
     rpo_alpha: float = 0.0  # + alpha * the chosen answers' per-token NLL (RPO, Pang et al. 2024); 0: off
     ref_cache: Path | None = None  # reference log-probs; None: OUT/reference_logps.safetensors
     ref_batch_size: int = 16  # rows per forward when computing the reference log-probs
+    skip_long: bool = False  # drop (and count) records whose prompt leaves no room for an answer; False: an error
     # the loop's defaults, for preference tuning
     batch_size: int = 8
     max_iters: int = 200
@@ -75,14 +76,9 @@ def read_splits(cfg: DPOConfig) -> dict[str, list]:
     groups: dict[str, list] = {}
     for r in train:
         groups.setdefault(r.where, []).append(r)  # the two halves of a pair read as unpaired share their line
-    keys = list(groups)
-    random.Random(cfg.seed).shuffle(keys)
-    n_val = max(1, round(cfg.val_fraction * len(keys)))
-    if n_val >= len(keys):
-        raise LmstackError(f"{len(keys)} record(s) cannot be split into train and validation; give more data or "
-                           "--val_data")
+    train_keys, val_keys = hold_out(list(groups), cfg.val_fraction, cfg.seed)
     flat = lambda ks: [r for k in ks for r in groups[k]]  # noqa: E731
-    return {"train": flat(keys[n_val:]), "val": flat(keys[:n_val])}
+    return {"train": flat(train_keys), "val": flat(val_keys)}
 
 
 def dpo(cfg: DPOConfig, resume: bool = False) -> dict:
@@ -99,7 +95,7 @@ def dpo(cfg: DPOConfig, resume: bool = False) -> dict:
     objective = PreferenceObjective(cfg.model, cfg.method_config(), Tokenizer.load(cfg.model), records, cfg.loss_type,
                                     cfg.loss_params(), cfg.batch_size, cfg.max_len,
                                     cfg.ref_cache or cfg.out / "reference_logps.safetensors", cfg.precision,
-                                    cfg.ref_batch_size, source)
+                                    cfg.ref_batch_size, source, cfg.skip_long)
     trainer = Trainer(objective, cfg, cfg.out, resume=resume, config_name="dpo_config.json", desc=cfg.loss_type)
     result = trainer.run()
     held_out = objective.evaluate(trainer.model, "val")

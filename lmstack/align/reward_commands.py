@@ -11,7 +11,6 @@ scores, and that PPO / GRPO read with ``reward_model.RewardScorer``.
 
 from __future__ import annotations
 
-import random
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from lmstack.align.bradley_terry import BradleyTerry
 from lmstack.align.reward_model import EncodedPair, PairText, RewardScorer, TextPair, reward_text
 from lmstack.data.preferences import Preference, PreferenceFormat, read_preferences
 from lmstack.devices import resolve_device
+from lmstack.data.splits import hold_out
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_path, write_json
 from lmstack.train.config import LoopConfig
@@ -75,12 +75,7 @@ def split_pairs(cfg: RewardConfig, text: PairText) -> tuple[list[EncodedPair], l
     if cfg.val_data:
         val_records = read_all(cfg.val_data, cfg.format, skipped)
     else:
-        random.Random(cfg.seed).shuffle(records)
-        n_val = max(1, round(cfg.val_fraction * len(records)))
-        if n_val >= len(records):
-            raise LmstackError(f"{len(records)} preference pair(s) cannot be split into train and validation; give "
-                               "more data or --val_data")
-        records, val_records = records[n_val:], records[:n_val]
+        records, val_records = hold_out(records, cfg.val_fraction, cfg.seed, "preference pair")
     train, stats = text.encode(records, cfg.margin)
     val, val_stats = text.encode(val_records, cfg.margin)
     return train, val, {**stats, "val_pairs": len(val), "val_truncated": val_stats["truncated"],

@@ -13,7 +13,6 @@ before anything is written.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from lmstack.align.ppo import PPO, KLController
 from lmstack.align.rewards import RewardFn, load_reward
 from lmstack.data.preferences import PromptRecord, read_prompts
 from lmstack.devices import bf16_is_native, resolve_device
+from lmstack.data.splits import hold_out
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
 from lmstack.io import atomic_path, read_jsonl
@@ -179,12 +179,7 @@ def split_prompts(cfg: RLConfig) -> tuple[list[PromptRecord], list[PromptRecord]
     if cfg.val_prompts:
         held_out = [r for path in cfg.val_prompts for r in read_prompts(path)]
     elif cfg.eval_prompts and cfg.val_fraction:
-        random.Random(cfg.seed).shuffle(records)
-        n_val = max(1, round(cfg.val_fraction * len(records)))
-        if n_val >= len(records):
-            raise LmstackError(f"{len(records)} prompt(s) cannot be split into training and held-out prompts; give "
-                               "more, or --val_prompts")
-        records, held_out = records[n_val:], records[:n_val]
+        records, held_out = hold_out(records, cfg.val_fraction, cfg.seed, "prompt", "--val_prompts")
     else:
         held_out = []
     return records, held_out[:cfg.eval_prompts]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmstack.align.data import answer_ids, draw, encode_pairs, encode_prompts, encode_unpaired
+from lmstack.align.data import answer_ids, draw, drop_long, encode_pairs, encode_prompts, encode_unpaired
 from lmstack.data.preferences import Preference, PromptRecord, Unpaired
 from lmstack.errors import LmstackError
 from lmstack.text.chat import ChatFormat
@@ -30,6 +30,7 @@ def test_answer_is_the_template_suffix_up_to_the_turn_end(chat):
     assert full[:len(prompt) + len(answer)] == prompt + answer
     assert answer[-1] in chat.end_ids and all(t not in chat.end_ids for t in answer[:-1])
     assert chat.tokenizer.decode(answer[:-1]) == "Four."
+    assert answer_ids(chat, _user(TEXTS[0]), prompt, "", "t:1") == answer[-1:]  # a sampled answer may be empty
 
 
 def test_pairs_share_the_prompt_and_are_cut_to_fit(chat):
@@ -58,3 +59,11 @@ def test_unpaired_and_draw(chat):
     assert stats["desirable"] == 1 and [e.label for e in examples] == [True, False]
     a, b = (draw(10, 5, torch.Generator().manual_seed(3)) for _ in range(2))
     assert a == b and all(0 <= i < 10 for i in a)
+
+
+def test_drop_long_keeps_the_prompts_that_fit_and_counts_the_rest(chat):
+    short, long = Preference(_user(TEXTS[0]), "Four.", "Five.", "t:1"), Preference(_user(TEXTS[0] * 6), "4", "5", "t:2")
+    limit = len(chat.encode(short.prompt)) + 4
+    kept, dropped = drop_long(chat, [short, long], limit, room=4)
+    assert kept == [short] and dropped == 1
+    encode_pairs(chat, kept, limit)  # what is kept encodes without an error

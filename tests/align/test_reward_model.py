@@ -236,6 +236,17 @@ def test_scorer_encodes_as_the_alignment_data_and_batches_exactly(world, tmp_pat
         torch.testing.assert_close(theirs(**batch).logits.squeeze(-1), by_text, atol=1e-5, rtol=0)
 
 
+def test_an_empty_sampled_reply_is_scored_as_its_turn_end(world, tmp_path):
+    """PPO samples answers that may end their turn at once: the scorer reads them as the turn-end token alone."""
+    torch.manual_seed(0)
+    model, tokenizer, _ = start_reward_model(world["decoder"])
+    scorer = RewardScorer.load(save_reward_model(model, tokenizer, tmp_path / "rm", max_len=96))
+    prompt = [{"role": "user", "content": "2 + 2?"}]
+    first = prompt_ids(ChatFormat(tokenizer), prompt, 96, 1, "test")
+    end = tokenizer.token_to_id(ChatFormat(tokenizer).turn_end)
+    torch.testing.assert_close(scorer.score([prompt], [""]), scorer.score_ids([first + [end]]))
+
+
 def test_a_tiny_decoder_reward_model_learns_the_synthetic_preference(world, tmp_path):
     """From random weights (no world knowledge: wrong facts are left out), 100 steps learn to prefer the polite
     answer on held-out prompts (rude rejections: all of them, over seeds 1337, 1, 2) and begin to prefer the asked
