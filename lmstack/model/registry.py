@@ -151,7 +151,6 @@ def block_linears(model: nn.Module, rules: list[Rule]) -> list[LinearSlice]:
     return out
 
 
-
 # ----------------------------------------------------------------------------------------------- heads
 
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # how the architectures of causal LMs end (LlamaForCausalLM)
