@@ -24,6 +24,7 @@ from lmstack.data.splits import hold_out
 from lmstack.errors import LmstackError
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.train.metrics import peak_memory_mb
+from lmstack.train.checkpoint import check_run_dir
 from lmstack.train.trainer import Trainer
 
 LossType = Literal["sigmoid", "robust", "ipo", "hinge", "simpo", "orpo", "kto"]
@@ -81,14 +82,16 @@ def read_splits(cfg: DPOConfig) -> dict[str, list]:
     return {"train": flat(train_keys), "val": flat(val_keys)}
 
 
-def dpo(cfg: DPOConfig, resume: bool = False) -> dict:
+def dpo(cfg: DPOConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """Align a model on preferences with a DPO-family loss; writes out/adapter (or out/model), the reference cache,
     metrics and loss.png; returns the final train/val loss, held-out accuracy and margins, and peak memory.
 
     Args:
         cfg: the run (--config FILE.yaml, then overrides such as --loss_type ipo --beta 0.5 --method lora)
         resume: continue from OUT/checkpoint exactly where it stopped (the reference cache is reused)
+        overwrite: start afresh although OUT holds an earlier run's checkpoint (otherwise that is refused)
     """
+    check_run_dir(cfg.out, resume, overwrite)
     records = read_splits(cfg)
     source = ", ".join(map(str, cfg.data)) + (f" | val: {', '.join(map(str, cfg.val_data))}" if cfg.val_data
                                               else f" (val_fraction {cfg.val_fraction}, seed {cfg.seed})")

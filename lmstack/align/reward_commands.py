@@ -24,6 +24,7 @@ from lmstack.devices import resolve_device
 from lmstack.data.splits import hold_out
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_path, write_json
+from lmstack.train.checkpoint import check_run_dir
 from lmstack.train.config import LoopConfig
 from lmstack.train.metrics import peak_memory_mb
 from lmstack.train.trainer import Trainer
@@ -113,11 +114,7 @@ def train_reward(cfg: RewardConfig, resume: bool = False, overwrite: bool = Fals
         resume: continue from OUT/checkpoint exactly where it stopped
         overwrite: start afresh although OUT holds an earlier run's checkpoint (otherwise that is refused)
     """
-    if resume and overwrite:
-        raise LmstackError("--resume continues OUT's run and --overwrite replaces it: give one of them")
-    if not resume and not overwrite and (cfg.out / "checkpoint" / "trainer_state.pt").is_file():
-        raise LmstackError(f"{cfg.out} holds an earlier run's checkpoint: pass --resume to continue it or "
-                           "--overwrite to start afresh, or choose another --out")
+    check_run_dir(cfg.out, resume, overwrite)
     text = reward_text(cfg.model, cfg.max_len)
     train, val, stats = split_pairs(cfg, text)
     objective = BradleyTerry(cfg.model, text, train, val, cfg.batch_size, cfg.center_rewards_coefficient)

@@ -35,6 +35,7 @@ from lmstack.io import atomic_path, read_jsonl
 from lmstack.model.hf import load_causal_lm
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tokenizer import Tokenizer
+from lmstack.train.checkpoint import check_run_dir
 from lmstack.train.metrics import peak_memory_mb
 from lmstack.train.trainer import Trainer
 
@@ -117,12 +118,13 @@ class GRPOConfig(RLConfig):
                                f"{self.beta}, {self.eps}")
 
 
-def ppo(cfg: PPOConfig, resume: bool = False) -> dict:
+def ppo(cfg: PPOConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """PPO as in InstructGPT: sample answers, score them, per-token KL to the reference, GAE, clipped losses.
 
     Args:
         cfg: the run (--config FILE.yaml, then overrides such as --reward rules:answer --kl_target 6)
         resume: continue from OUT/checkpoint exactly where it stopped
+        overwrite: start afresh although OUT holds an earlier run's checkpoint (otherwise that is refused)
     """
     def make(tokenizer: Tokenizer, records: list[PromptRecord], reward: RewardFn, bf16: bool) -> PPO:
         return PPO(cfg.model, cfg.method_config(), tokenizer, records, reward, cfg.generation(), cfg.rollout_prompts,
@@ -130,25 +132,27 @@ def ppo(cfg: PPOConfig, resume: bool = False) -> dict:
                    clip_value=cfg.clip_value, vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef,
                    kl=KLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon),
                    whiten_advantages=cfg.whiten_advantages)
-    return run_rl(cfg, make, resume, "ppo_config.json")
+    return run_rl(cfg, make, resume, overwrite, "ppo_config.json")
 
 
-def grpo(cfg: GRPOConfig, resume: bool = False) -> dict:
+def grpo(cfg: GRPOConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """GRPO: groups of sampled answers per prompt, group-normalised rewards as advantages, no value model.
 
     Args:
         cfg: the run (--config FILE.yaml, then overrides such as --reward rules:answer --group 8 --beta 0)
         resume: continue from OUT/checkpoint exactly where it stopped
+        overwrite: start afresh although OUT holds an earlier run's checkpoint (otherwise that is refused)
     """
     def make(tokenizer: Tokenizer, records: list[PromptRecord], reward: RewardFn, bf16: bool) -> GRPO:
         return GRPO(cfg.model, cfg.method_config(), tokenizer, records, reward, cfg.generation(),
                     cfg.rollout_prompts, cfg.epochs, cfg.batch_size, cfg.max_len, bf16, group=cfg.group,
                     clip=cfg.clip, beta=cfg.beta, eps=cfg.eps)
-    return run_rl(cfg, make, resume, "grpo_config.json")
+    return run_rl(cfg, make, resume, overwrite, "grpo_config.json")
 
 
-def run_rl(cfg: RLConfig, make, resume: bool, config_name: str) -> dict:
+def run_rl(cfg: RLConfig, make, resume: bool, overwrite: bool, config_name: str) -> dict:
     """Read and check everything, evaluate the base, train ``make(...)``'s objective, evaluate the policy."""
+    check_run_dir(cfg.out, resume, overwrite)
     tokenizer = Tokenizer.load(cfg.model)
     device = resolve_device(cfg.device)
     records, held_out = split_prompts(cfg)

@@ -21,6 +21,16 @@ from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json
 
 
+def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a run over an earlier one in ``out`` (a checkpoint there) unless ``resume`` continues it or
+    ``overwrite`` replaces it; asking for both is an error too. Called before anything is written."""
+    if resume and overwrite:
+        raise LmstackError("--resume continues OUT's run and --overwrite replaces it: give one of them")
+    if not resume and not overwrite and (Path(out) / "checkpoint" / "trainer_state.pt").is_file():
+        raise LmstackError(f"{out} holds an earlier run's checkpoint: pass --resume to continue it or "
+                           "--overwrite to start afresh, or choose another --out")
+
+
 @dataclass
 class TrainerState:
     iter: int  # optimizer steps completed

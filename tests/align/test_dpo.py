@@ -14,6 +14,7 @@ from lmstack.adapt.methods import load_adapted
 from lmstack.align.dpo_command import DPOConfig, dpo, read_splits
 from lmstack.align.dpo import PreferenceObjective
 from lmstack.align.losses import LOSS_TYPES
+from lmstack.align.rl_commands import GRPOConfig, grpo
 from lmstack.align.reference import reference_logps
 from lmstack.cli import main
 from lmstack.config import build
@@ -215,3 +216,17 @@ def test_rpo_adds_alpha_times_the_chosen_answers_nll(sft_model, corpus, tmp_path
         nll = torch.stack([-token_logprobs(model, [e.prompt], [e.chosen])[0].mean() for e in ex]).mean()
     assert torch.allclose(metrics["nll"], nll, atol=1e-5)
     assert torch.allclose(b, a + 0.5 * nll, atol=1e-5)
+
+
+def test_an_earlier_run_is_kept_unless_resumed_or_overwritten(sft_model, corpus, tmp_path):
+    """dpo / ppo / grpo / train-reward refuse an OUT holding a checkpoint before reading or writing anything."""
+    state = tmp_path / "run" / "checkpoint" / "trainer_state.pt"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"earlier")
+    with pytest.raises(LmstackError, match="holds an earlier run's checkpoint"):
+        dpo(_config(sft_model, corpus, tmp_path / "run"))
+    with pytest.raises(LmstackError, match="holds an earlier run's checkpoint"):
+        grpo(build(GRPOConfig, {"model": str(sft_model), "out": str(tmp_path / "run")}))
+    with pytest.raises(LmstackError, match="give one of them"):
+        dpo(_config(sft_model, corpus, tmp_path / "run"), resume=True, overwrite=True)
+    assert state.read_bytes() == b"earlier"
