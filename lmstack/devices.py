@@ -35,3 +35,9 @@ def bf16_is_native(device: torch.device) -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether a run of ``precision`` ("auto", "fp32", "bf16") computes under bf16 autocast on ``device``:
+    "bf16" always, "auto" where bf16 matmuls are native."""
+    return precision == "bf16" or (precision == "auto" and bf16_is_native(device))

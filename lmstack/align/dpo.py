@@ -28,7 +28,7 @@ from lmstack.align.data import LabelledExample, PairExample, draw, drop_long, en
 from lmstack.align.losses import LOSS_TYPES, PAIR_LOSSES, REFERENCE_FREE, LossParams, PairLogps, kto, kto_kl
 from lmstack.align.reference import Provenance, Rows, cached_reference_logps
 from lmstack.data.preferences import Preference, Unpaired
-from lmstack.devices import bf16_is_native
+from lmstack.devices import use_bf16
 from lmstack.errors import LmstackError
 from lmstack.model.scoring import sequence_logprobs
 from lmstack.text.chat import ChatFormat
@@ -104,7 +104,7 @@ class PreferenceObjective(AdaptedPolicy, Objective):
             self.kl_answers = {s: _mismatched(ex, block) for s, ex in self.examples.items()}
         if not self.with_reference:
             return
-        bf16 = self.precision == "bf16" or (self.precision == "auto" and bf16_is_native(device))
+        bf16 = use_bf16(self.precision, device)
         autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
         self.ref, reused = cached_reference_logps(
             self.ref_cache, self._rows(), base, Provenance(self.data_source, str(self.base)), self.ref_batch_size,
@@ -189,7 +189,7 @@ class PreferenceObjective(AdaptedPolicy, Objective):
         training = model.training
         model.eval()
         n, totals, counts = len(self.examples[split]), {}, {}
-        bf16 = self.precision == "bf16" or (self.precision == "auto" and bf16_is_native(_device(model)))
+        bf16 = use_bf16(self.precision, _device(model))
         with torch.autocast(_device(model).type, dtype=torch.bfloat16, enabled=bf16):
             for lo in range(0, n, self.batch_size):
                 idx = list(range(lo, min(n, lo + self.batch_size)))

@@ -23,10 +23,10 @@ from lmstack.data.preferences import Preference, PreferenceFormat, read_preferen
 from lmstack.devices import resolve_device
 from lmstack.data.splits import hold_out
 from lmstack.errors import LmstackError
-from lmstack.io import atomic_path, write_json
+from lmstack.io import write_json
 from lmstack.train.checkpoint import check_run_dir
 from lmstack.train.config import LoopConfig
-from lmstack.train.metrics import peak_memory_mb
+from lmstack.train.metrics import peak_memory_mb, pyplot, save_png
 from lmstack.train.trainer import Trainer
 
 
@@ -131,12 +131,7 @@ def train_reward(cfg: RewardConfig, resume: bool = False, overwrite: bool = Fals
 
 def plot_margins(margins: list[float], path: Path, title: str) -> None:
     """A histogram of r_c - r_r (right of zero: ordered correctly), written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     ax.hist(margins, bins=min(50, max(10, len(margins) // 10)), color="tab:blue", alpha=0.8)
     ax.axvline(0.0, color="black", linewidth=1)
     correct = sum(m > 0 for m in margins) / len(margins)
@@ -144,10 +139,7 @@ def plot_margins(margins: list[float], path: Path, title: str) -> None:
     ax.set_ylabel("pairs")
     ax.set_title(f"{title} · accuracy {correct:.3f} · {len(margins)} pairs")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def reward_eval(model: Path = Path("runs/reward/model"),

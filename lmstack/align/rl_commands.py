@@ -27,16 +27,16 @@ from lmstack.align.on_policy import OnPolicy
 from lmstack.align.ppo import PPO, KLController
 from lmstack.align.rewards import RewardFn, load_reward
 from lmstack.data.preferences import PromptRecord, read_prompts
-from lmstack.devices import bf16_is_native, resolve_device
+from lmstack.devices import resolve_device, use_bf16
 from lmstack.data.splits import hold_out
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
-from lmstack.io import atomic_path, read_jsonl
+from lmstack.io import read_jsonl
 from lmstack.model.hf import load_causal_lm
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.train.checkpoint import check_run_dir
-from lmstack.train.metrics import peak_memory_mb
+from lmstack.train.metrics import peak_memory_mb, pyplot, save_png
 from lmstack.train.trainer import Trainer
 
 
@@ -157,7 +157,7 @@ def run_rl(cfg: RLConfig, make, resume: bool, overwrite: bool, config_name: str)
     device = resolve_device(cfg.device)
     records, held_out = split_prompts(cfg)
     reward = load_reward(cfg.reward, tokenizer, device)
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_is_native(device))
+    bf16 = use_bf16(cfg.precision, device)
     objective: OnPolicy = make(tokenizer, records, reward, bf16)
     trainer = Trainer(objective, cfg, cfg.out, resume=resume, config_name=config_name)  # builds: prompts checked
     policy = objective.policy(trainer.model)
@@ -203,13 +203,8 @@ def held_out_reward(model: torch.nn.Module, tokenizer: Tokenizer, records: list[
 
 def plot_reward_kl(records: list[dict], path: Path, title: str = "") -> None:
     """Mean rollout reward and KL to the reference per logged step (two panels)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     steps = [r for r in records if "reward" in r]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    fig, (top, bottom) = pyplot().subplots(2, 1, figsize=(7, 5), sharex=True)
     if steps:
         top.plot([r["iter"] for r in steps], [r["reward"] for r in steps], label="mean reward", linewidth=1)
         bottom.plot([r["iter"] for r in steps], [r.get("kl", float("nan")) for r in steps], color="tab:red",
@@ -222,7 +217,4 @@ def plot_reward_kl(records: list[dict], path: Path, title: str = "") -> None:
         ax.grid(alpha=0.3)
         if steps:
             ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)

@@ -41,14 +41,27 @@ class MetricsLog:
         return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def plot_losses(records: list[dict], path: Path, baseline: float | None = None, title: str = "") -> None:
-    """Train loss per logged step and validation loss per eval, with an optional reference line."""
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, imported on first use (commands start without it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    return plt
+
+
+def save_png(fig, path: Path) -> None:
+    """Write ``fig`` to ``path`` atomically as a PNG, and release it."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    pyplot().close(fig)
+
+
+def plot_losses(records: list[dict], path: Path, baseline: float | None = None, title: str = "") -> None:
+    """Train loss per logged step and validation loss per eval, with an optional reference line."""
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     train = [(r["iter"], r["loss"]) for r in records if "loss" in r]
     val = [(r["iter"], r["val_loss"]) for r in records if "val_loss" in r]
     if train:
@@ -62,7 +75,4 @@ def plot_losses(records: list[dict], path: Path, baseline: float | None = None, 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)

@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lmstack.config import to_dict
-from lmstack.devices import bf16_is_native, resolve_device
+from lmstack.devices import resolve_device, use_bf16
 from lmstack.errors import LmstackError
 from lmstack.io import write_json
 from lmstack.train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
@@ -92,7 +92,7 @@ class Trainer:
             self.model = model.to(self.device)
             self.optimizer, self.state = make_optimizer(self.model), TrainerState(iter=0, tokens=0)
         self.forward = torch.compile(self.model) if cfg.compile else self.model
-        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_is_native(self.device))
+        bf16 = use_bf16(cfg.precision, self.device)
         self.autocast = lambda: torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
         if resume:
             self._call("on_restore", self.checkpoint_dir)
