@@ -16,13 +16,12 @@ import importlib
 import inspect
 import json
 import sys
-import types
 import typing
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
-from lmstack.config import build, coerce, load_yaml, merge, nest
+from lmstack.config import build, check_seed, coerce, load_yaml, nest, strip_optional
 from lmstack.errors import LmstackError
 
 # name -> (module:function, one-line summary). Imported lazily so `lmstack --help` stays instant.
@@ -134,10 +133,10 @@ def parse_args(fn: Callable[..., Any], argv: list[str], prog: str) -> dict[str, 
     docs = _param_docs(fn)
     parser = argparse.ArgumentParser(prog=prog, description=(inspect.getdoc(fn) or "").split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    config_param = None
+    config_param, positional = None, set()
     for p in inspect.signature(fn).parameters.values():
         hint = hints.get(p.name, str)
-        base = _strip_optional(hint)
+        base = strip_optional(hint)
         if dataclasses.is_dataclass(base):
             config_param = (p.name, base)
             parser.add_argument("--config", type=Path, help="YAML file filling the config; --key value overrides it")
@@ -151,6 +150,7 @@ def parse_args(fn: Callable[..., Any], argv: list[str], prog: str) -> dict[str, 
         if p.default is inspect.Parameter.empty and p.kind is inspect.Parameter.KEYWORD_ONLY:
             parser.add_argument(flag, dest=p.name, nargs="+" if many else None, required=True, **kw)
         elif p.default is inspect.Parameter.empty:
+            positional.add(p.name)
             parser.add_argument(p.name, nargs="+" if many else None, **kw)
         elif base is bool:
             parser.add_argument(flag, dest=p.name, action=argparse.BooleanOptionalAction, default=p.default, **kw)
@@ -159,15 +159,36 @@ def parse_args(fn: Callable[..., Any], argv: list[str], prog: str) -> dict[str, 
                                 metavar=p.name.upper(), **{**kw, "help": f"{kw['help']} (default: {p.default})"})
     args, extra = parser.parse_known_args(argv) if config_param else (parser.parse_args(argv), [])
     kwargs = vars(args)
+    flags = _overrides(extra)
+    for name, value in [*kwargs.items(), *flags.items()]:
+        label = name if name in positional else f"--{name.replace('_', '-') if name in kwargs else name}"
+        check_utf8(value, label)
     for name, value in list(kwargs.items()):
         if name != "config" and value is not None and value != inspect.signature(fn).parameters[name].default:
             kwargs[name] = coerce(value, hints.get(name, str), f"--{name}")
+        if name == "seed" and isinstance(kwargs[name], int):
+            check_seed(kwargs[name], "--seed")
     if config_param:
         name, cls = config_param
         values = load_yaml(kwargs["config"]) if kwargs.get("config") else {}
         source = str(kwargs.pop("config") or "command line")
-        kwargs[name] = build(cls, merge(values, nest(_overrides(extra))), source)
+        kwargs[name] = build(cls, values, source, flags=nest(flags))
     return kwargs
+
+
+def check_utf8(value: Any, label: str) -> None:
+    """Refuse an argument that is not valid UTF-8 (Python hands such bytes over as lone surrogates, which
+    tokenizers, JSON files and terminals cannot take), naming it; lists are checked item by item."""
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(item, (str, Path)):
+            text = str(item)
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                code = ord(text[e.start])  # 0xDC80-0xDCFF: the byte (code - 0xDC00), escaped by surrogateescape
+                what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"lone surrogate U+{code:04X}"
+                raise LmstackError(f"{label}: the argument is not valid UTF-8 ({what} at character {e.start}); "
+                                   "lmstack takes text and file names as UTF-8") from None
 
 
 def _flat_defaults(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
@@ -195,11 +216,6 @@ def _overrides(extra: list[str]) -> dict[str, str]:
                 raise LmstackError(f"--{key} needs a value")
         out[key.replace("-", "_")] = value
     return out
-
-
-def _strip_optional(hint: Any) -> Any:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
 
 
 def _param_docs(fn: Callable[..., Any]) -> dict[str, str]:

@@ -64,7 +64,7 @@ def demo(out: Path = Path("runs/demo"), max_iters: int | None = None, vocab_size
     if max_iters:
         overrides |= {"max_iters": max_iters, "eval_interval": max(1, max_iters // 6)}
     cfg = build(TrainConfig, merge(load_yaml(CONFIG), overrides), str(CONFIG))
-    result = train(cfg)
+    result = train(cfg, overwrite=True)  # the demo owns its folder: a rerun replaces it
     timings["train"] = time.perf_counter() - t0 - sum(timings.values())
     _say("4/7 decoding")
     samples = decode_samples(out / "train" / "model", read_json(out / "corpus" / "world.json"))
@@ -96,7 +96,7 @@ def instruction_tuning(out: Path, max_iters: int | None) -> dict:
     base, tokenizer = load_adapted(cfg.model)
     before = exact_match(base, tokenizer, test, n_examples=4)
     _say(f"   before tuning: exact match {before['exact_match']:.1%} on {before['n']} held-out conversations")
-    result = finetune(cfg)
+    result = finetune(cfg, overwrite=True)
     tuned, _ = load_adapted(cfg.model, cfg.out / "adapter")
     after = exact_match(tuned, tokenizer, test, n_examples=4)
     _say(f"   after LoRA ({result['trainable_fraction']:.2%} of the weights trained): exact match "

@@ -1,6 +1,10 @@
 """Atomic artefact writes: temp file in the same folder, fsync, rename.
 
-A crash or Ctrl-C at any moment leaves either the old file or the new one, never a torn one.
+A crash or Ctrl-C at any moment leaves either the old file or the new one, never a torn one. Outputs get the
+mode a plain ``open`` would give (``0666 & ~umask``; folders ``0777 & ~umask``), whatever the writer used
+(``mkstemp`` and safetensors make 0600 files). A temp name carries its writer's host and pid
+(``.NAME.HOST-PID-XXXXXXXX.tmp``), so the temps a killed run left are removed the next time ``NAME`` is
+written: those of a dead pid on this host, and any older than ``STALE_HOURS``.
 """
 
 from __future__ import annotations
@@ -8,13 +12,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Any
 from collections.abc import Iterator
 
 from lmstack.errors import LmstackError
+
+STALE_HOURS = 24.0
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
+# A temp sibling of NAME: ours (host, pid) or an older lmstack's (mkstemp's 8 random characters only).
+_TEMP = re.compile(r"\.(?P<name>.+)\.(?:(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp")
+_SEEN: dict[Path, dict[str, list[str]]] = {}  # folder -> target name -> its temp siblings when first listed
 
 
 @contextlib.contextmanager
@@ -27,13 +40,17 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path`` (for writers that want a filename: safetensors, numpy, matplotlib);
-    on clean exit the file is fsynced and renamed over ``path``; on any error it is deleted."""
+    on clean exit the file gets the umask's mode, is fsynced and renamed over ``path``; on any error it is
+    deleted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _mkstemp(path)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        _set_mode(Path(tmp), umask())
         yield Path(tmp)
+        _set_mode(Path(tmp), umask())  # the writer may have made the file anew
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -44,13 +61,84 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def _mkstemp(path: Path) -> tuple[int, str]:
-    """A temp file beside ``path`` with the permissions a plain ``open`` would give (mkstemp's are 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return fd, tmp
+def umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (``os.umask`` sets it, racing threads)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _set_mode(path: Path, mask: int) -> None:
+    """The mode ``open`` / ``mkdir`` would give ``path`` under ``mask`` (an executable keeps its x bits)."""
+    mode = path.stat().st_mode
+    full = 0o777 if path.is_dir() or mode & 0o111 else 0o666
+    os.chmod(path, full & ~mask)
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{_HOST}-{os.getpid()}-"
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the temp siblings of ``path`` that killed writers left (a dead pid on this host, or older than
+    ``STALE_HOURS``); return them. A folder is listed once per process; the temps of a live writer are kept."""
+    path = Path(path)
+    folder = path.parent.resolve()
+    if folder not in _SEEN:
+        found: dict[str, list[str]] = {}
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                if (m := _TEMP.fullmatch(entry.name)) is not None:
+                    found.setdefault(m["name"], []).append(entry.name)
+        _SEEN[folder] = found
+    removed = []
+    for name in _SEEN[folder].pop(path.name, []):
+        temp = folder / name
+        if _is_stale(temp, _TEMP.fullmatch(name)):
+            if temp.is_dir() and not temp.is_symlink():
+                shutil.rmtree(temp, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+            removed.append(temp)
+    return removed
+
+
+def _is_stale(temp: Path, m: re.Match) -> bool:
+    if m["pid"] is not None and m["host"] == _HOST:
+        pid = int(m["pid"])
+        if pid == os.getpid():
+            return False  # this process's own writer (another thread)
+        if not _alive(pid):
+            return True
+    return time.time() - _newest_mtime(temp) > STALE_HOURS * 3600
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process (or a pid we cannot ask about): keep its temp until it is old
+    return True
+
+
+def _newest_mtime(temp: Path) -> float:
+    """When anything in ``temp`` (a file, or a folder's tree) last changed: 0 if it is gone."""
+    try:
+        newest = temp.lstat().st_mtime
+        if temp.is_dir() and not temp.is_symlink():
+            for f in temp.rglob("*"):
+                with contextlib.suppress(OSError):
+                    newest = max(newest, f.lstat().st_mtime)
+        return newest
+    except OSError:
+        return 0.0
 
 
 def fsync_dir(path: Path) -> None:
@@ -109,13 +197,15 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
+    remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        for f in tmp.rglob("*"):
+        mask = umask()
+        for f in [tmp, *tmp.rglob("*")]:
+            if f.is_symlink():
+                continue
+            _set_mode(f, mask)
             if f.is_file():
                 with open(f, "rb+") as fh:
                     os.fsync(fh.fileno())

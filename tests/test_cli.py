@@ -71,3 +71,12 @@ def test_json_keeps_stdout_for_the_result(capsys):
 def test_help_of_a_config_command_lists_every_key_with_its_default():
     out = lmstack("finetune", "--help").stdout
     assert "--lora.targets all-linear" in out and "--method lora" in out and "--max_iters 300" in out
+
+
+def test_a_prompt_that_is_not_utf8_is_one_line(tmp_path):
+    """`lmstack generate MODEL $'\\xff'`: the raw byte reaches Python as a lone surrogate and is refused by name."""
+    out = subprocess.run([sys.executable, "-m", "lmstack", "generate", str(tmp_path), b"\xffbad"],
+                         capture_output=True, timeout=300)
+    err = out.stderr.decode("utf-8", "replace")
+    assert out.returncode == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "prompt: the argument is not valid UTF-8 (byte 0xff at character 0)" in err

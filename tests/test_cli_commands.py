@@ -9,6 +9,7 @@ import typing
 import pytest
 
 from lmstack import cli
+from lmstack.config import strip_optional
 
 
 @pytest.mark.parametrize("name", sorted(cli.COMMANDS))
@@ -24,7 +25,7 @@ def test_command_resolves_and_documents_its_options(name, capsys):
     docs = cli._param_docs(fn)
     hints = typing.get_type_hints(fn)
     for param in inspect.signature(fn).parameters.values():
-        if dataclasses.is_dataclass(cli._strip_optional(hints.get(param.name, str))):
+        if dataclasses.is_dataclass(strip_optional(hints.get(param.name, str))):
             assert "--config" in help_text and "config keys" in help_text, f"{name}: config keys not listed"
             continue
         assert docs.get(param.name), f"lmstack {name}: option '{param.name}' has no line in the docstring's Args"

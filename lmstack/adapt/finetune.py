@@ -22,6 +22,7 @@ from lmstack.adapt.prefix import Prefix
 from lmstack.adapt.prompt import Prompt
 from lmstack.data.conversations import Format
 from lmstack.text.tokenizer import Tokenizer
+from lmstack.train.checkpoint import check_run_dir, discard_checkpoint
 from lmstack.train.config import LoopConfig
 from lmstack.train.metrics import peak_memory_mb
 from lmstack.train.trainer import Trainer
@@ -64,16 +65,20 @@ class FinetuneConfig(PolicyConfig):
     checkpoint_interval: int = 100
 
 
-def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
+def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """Fine-tune a model on conversations; writes out/model (full) or out/adapter, metrics and loss.png.
 
     Args:
         cfg: the run (--config FILE.yaml, then overrides such as --method lora --lora.r 4 --data a.json)
         resume: continue from OUT/checkpoint exactly where it stopped
+        overwrite: start afresh although OUT holds an earlier run (otherwise that is refused)
     """
+    check_run_dir(cfg.out, resume, overwrite)
     objective = SupervisedFinetune(cfg.model, cfg.method_config(), Tokenizer.load(cfg.model), cfg.data, cfg.val_data,
                                    cfg.batch_size, cfg.max_len, cfg.val_fraction, cfg.format, cfg.seed)
-    trainer = Trainer(objective, cfg, cfg.out, resume=resume, config_name="finetune_config.json")
+    trainer = Trainer(objective, cfg, cfg.out, resume=resume, config_name="finetune_config.json")  # reads the data
+    if overwrite:
+        discard_checkpoint(cfg.out)
     result = trainer.run()
     return {**result, **count_parameters(trainer.model), **objective.data_stats, "method": cfg.method,
             "peak_memory_mb": round(peak_memory_mb(trainer.device), 1), "out": str(cfg.out)}

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Literal
 from collections.abc import Iterator
 
+from lmstack.data.files import read_json, read_jsonl
 from lmstack.text.chat_template import check_messages
 from lmstack.errors import LmstackError
-from lmstack.io import read_json, read_jsonl
 
 Format = Literal["auto", "alpaca", "sharegpt", "openai"]
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
@@ -122,7 +122,8 @@ _READERS = {"alpaca": _alpaca, "sharegpt": _sharegpt, "openai": _openai}
 
 
 def records(path: Path) -> Iterator[tuple[str, dict]]:
-    """(``file:line`` or ``file[i]``, record) for a .jsonl or .json file."""
+    """(``file:line`` or ``file[i]``, record) for a .jsonl or .json file; lone surrogate escapes (``"\\ud800"``)
+    become U+FFFD, counted in a warning (``lmstack.data.files``: one policy for every reader)."""
     if path.suffix == ".jsonl":
         yield from read_jsonl(path)
         return

@@ -3,11 +3,10 @@
 Inputs are .txt and .jsonl files, or folders searched recursively for them (sorted; hidden names, and the
 ``removed/`` folder of dropped documents in an ``lmstack clean`` output, are skipped):
 
-* ``.txt``: documents are separated by blank lines (a paragraph is a document). A paragraph over 1M
-  characters is cut at a line boundary, so one huge file never has to fit in memory. To keep a whole file
-  as one document, put it in a .jsonl record instead.
+* ``.txt``: documents are separated by blank lines (a paragraph is a document).
 * ``.jsonl``: one JSON object per line with a string ``text`` field (the output of ``lmstack clean``).
-  Blank lines and empty texts are skipped.
+  Blank lines and empty texts are skipped; lone surrogate escapes (``"\\ud800"``) become U+FFFD and are counted
+  (``replaced_surrogates`` in the result and the manifest).
 
 Every document is followed by the eos token; special-token strings inside a text are encoded as plain text, so
 a document that happens to contain "<|eos|>" cannot fake a boundary (``--chat-markup`` makes the chat
@@ -15,8 +14,17 @@ template's turn markers ``<|im_start|>``/``<|im_end|>`` special tokens, for corp
 document goes to the validation split when a keyed hash of its bytes falls under ``val_fraction``:
 reproducible, independent of file order, and exact duplicates never straddle train and val. Tokens go to
 ``{split}_NNN.bin`` (raw ``uint16`` when the vocabulary fits, else ``uint32``), written under temp names and
-renamed at the end; ``manifest.json`` is written last, so a folder with a manifest is always complete. Nothing
-holds the corpus in memory: files are read line by line and encoded in ~1 MB batches.
+renamed at the end; ``manifest.json`` is written last, so a folder with a manifest is always complete.
+
+Nothing holds the corpus in memory, nor one long document: files are read at most 1 MB of a line at a time, and
+a document longer than ``PIECE_CHARS`` (256K characters) is read, sampled for the tokenizer and encoded in
+pieces of at most that many characters (it stays one document: one eos, one split). A piece ends at the last
+single space or newline between two non-space characters in its second half, else before a sentence or clause
+mark between two letters or digits (``。！？；，、.!?;,``). Regex pre-tokenizers (byte-level BPE as GPT-2's,
+Qwen2's and Llama 3's, and ours) split there anyway, so the tokens equal those of the whole document; only text
+with neither in 128K characters is cut at a character boundary, where the one word across the cut is encoded as
+two. A long document's split is decided by the hash of its first piece (the whole document when it is shorter).
+A .jsonl record is parsed whole (a 50 MB record holds its line and its text once).
 """
 
 from __future__ import annotations
@@ -31,7 +39,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
 from pathlib import Path
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -43,8 +52,18 @@ from lmstack.io import atomic_path, write_json
 
 SUFFIXES = (".txt", ".jsonl")
 SPLITS = ("train", "val")
-MAX_DOC_CHARS = 1 << 20
+PIECE_CHARS = 1 << 18  # a longer document is read and encoded in pieces of at most this many characters
 BATCH_BYTES = 1 << 20
+# Where a piece may end (see the module docstring): before a lone space / newline between non-spaces, or before
+# a sentence mark between two letters or digits; regex pre-tokenizers split there, so the tokens are unchanged.
+BREAKS = (re.compile(r"(?<=\S)(?=[ \n]\S)|(?<=[^\W_])(?=[。！？；，、.!?;,][^\W_])"),)
+
+
+class Piece(NamedTuple):
+    """A document, or one piece of a long one."""
+    text: str
+    first: bool  # the document's first piece (its split is decided here)
+    last: bool  # the document's last piece (eos follows)
 
 
 def prepare(
@@ -88,7 +107,8 @@ def prepare(
 
     with contextlib.ExitStack() as stack:  # on any error, the temp shards are deleted
         writers = {s: ShardWriter(out, s, dtype, shard_tokens, stack) for s in SPLITS}
-        stats = encode_corpus(files, tok, split_of, writers, total_bytes, chat_markup)
+        counts: dict[str, int] = {}
+        stats = encode_corpus(files, tok, split_of, writers, total_bytes, chat_markup, counts)
         (out / "manifest.json").unlink(missing_ok=True)  # no manifest while old and new shards mix
     for w in writers.values():
         w.remove_stale()
@@ -105,7 +125,9 @@ def prepare(
         "seed": seed,
         "inputs": [str(p) for p in inputs],
         "splits": splits,
+        "replaced_surrogates": counts.get("replaced_surrogates", 0),
     })
+    input_files.warn_replaced(", ".join(map(str, inputs)), counts.get("replaced_surrogates", 0))
     if val_fraction > 0 and not splits["val"]["documents"]:
         log("warning: no document fell in the validation split; use more documents or a larger --val-fraction")
     seconds = time.perf_counter() - start
@@ -119,6 +141,7 @@ def prepare(
         "train_tokens": splits["train"]["tokens"],
         "val_tokens": splits["val"]["tokens"],
         "tokens_per_byte": tokens / max(1, sum(s["bytes"] for s in splits.values())),
+        "replaced_surrogates": counts.get("replaced_surrogates", 0),
         "seconds": round(seconds, 2),
         "tokens_per_second": round(tokens / seconds),
     }
@@ -134,59 +157,75 @@ def find_files(inputs: list[Path]) -> list[Path]:
 
 
 def read_documents(path: Path) -> Iterator[str]:
-    """The documents of one .txt or .jsonl file, read line by line."""
+    """The documents of one .txt or .jsonl file, whole (``read_pieces`` hands long ones out in pieces)."""
+    parts: list[str] = []
+    for piece in read_pieces(path):
+        parts.append(piece.text)
+        if piece.last:
+            yield "".join(parts)
+            parts = []
+
+
+def read_pieces(path: Path, counts: dict[str, int] | None = None) -> Iterator[Piece]:
+    """The documents of one .txt or .jsonl file in pieces of at most ``PIECE_CHARS`` characters; lone surrogates
+    replaced in .jsonl texts are added to ``counts["replaced_surrogates"]``."""
     if path.stat().st_size == 0:
         raise LmstackError(f"{path}: file is empty")
     n = 0
-    for text in _jsonl_documents(path) if path.suffix == ".jsonl" else _txt_documents(path):
-        n += 1
-        yield text
+    for piece in _jsonl_pieces(path, counts) if path.suffix == ".jsonl" else _txt_pieces(path):
+        n += piece.last
+        yield piece
     if n == 0:
         raise LmstackError(f"{path}: no documents in the file (only blank lines or empty texts)")
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) pairs of a UTF-8 file; an invalid byte is reported with its offset."""
-    offset = 0
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise LmstackError(f"{path}: not valid UTF-8 at byte {offset + e.start} (line {lineno}); "
-                                   "convert it to UTF-8 first") from None
-            offset += len(raw)
-            yield lineno, line
+def _cut(text: str, size: int) -> int:
+    return input_files.cut_point(text, 0, size, BREAKS)
 
 
-def _txt_documents(path: Path) -> Iterator[str]:
-    paragraph: list[str] = []
-    size = 0
-    for _, line in _lines(path):
-        blank = not line.strip()
-        if not blank:
-            paragraph.append(line)
-            size += len(line)
-        if paragraph and (blank or size >= MAX_DOC_CHARS):
-            yield "".join(paragraph).rstrip("\r\n")
-            paragraph, size = [], 0
-    if paragraph:
-        yield "".join(paragraph).rstrip("\r\n")
+def _txt_pieces(path: Path) -> Iterator[Piece]:
+    for block in input_files.blocks(input_files.line_pieces(path), PIECE_CHARS, _cut):
+        yield Piece(block.text, block.index == 0, block.last)
 
 
-def _jsonl_documents(path: Path) -> Iterator[str]:
-    for lineno, line in _lines(path):
-        if not line.strip():
+def _jsonl_pieces(path: Path, counts: dict[str, int] | None) -> Iterator[Piece]:
+    for lineno, offset, raw in _raw_lines(path):
+        if not raw.strip():
             continue
         try:
-            record = json.loads(line)
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise LmstackError(f"{path}: not valid UTF-8 at byte {offset + e.start} (line {lineno}); "
+                               "convert it to UTF-8 first") from None
+        del raw  # a huge record is held once as its line and once as its text, not more
+        try:
+            record, replaced = input_files.loads(line)
         except json.JSONDecodeError as e:
             raise LmstackError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        del line
         text = record.get("text") if isinstance(record, dict) else None
         if not isinstance(text, str):
             raise LmstackError(f'{path}:{lineno}: expected a JSON object with a string "text" field')
+        if counts is not None and replaced:
+            counts["replaced_surrogates"] = counts.get("replaced_surrogates", 0) + replaced
+        del record
         if text:
-            yield text
+            pieces = input_files.pieces_of(text, PIECE_CHARS, BREAKS)
+            piece = next(pieces)
+            first = True
+            for following in pieces:
+                yield Piece(piece, first, False)
+                piece, first = following, False
+            yield Piece(piece, first, True)
+
+
+def _raw_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, line) of a file."""
+    offset = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            yield lineno, offset, raw
+            offset += len(raw)
 
 
 def splitter(seed: int, val_fraction: float) -> Callable[[bytes], str]:
@@ -215,19 +254,24 @@ def get_tokenizer(spec: str, files: list[Path], total_bytes: int, split_of: Call
 
 def training_sample(files: list[Path], total_bytes: int, split_of: Callable[[bytes], str], seed: int,
                     budget: int) -> Iterator[str]:
-    """Training-split documents, each kept with probability budget/total, until ``budget`` bytes are taken."""
+    """Pieces of training-split documents, each document kept with probability budget/total, until ``budget``
+    bytes are taken (the trainer sees bounded pieces, never one huge string)."""
     keep = min(1.0, budget / max(1, total_bytes))
     rng = random.Random(seed)
-    taken = 0
-    for text in chain.from_iterable(map(read_documents, files)):
-        if rng.random() >= keep:
-            continue
-        data = text.encode("utf-8")
-        if split_of(data) == "train":
-            yield text
-            taken += len(data)
+    taken, wanted = 0, False
+    for piece in _all_pieces(files):
+        if piece.first:
+            data = piece.text.encode("utf-8")
+            wanted = rng.random() < keep and split_of(data) == "train"
+        if wanted:
+            yield piece.text
+            taken += len(piece.text.encode("utf-8"))
             if taken >= budget:
                 return
+
+
+def _all_pieces(files: list[Path], counts: dict[str, int] | None = None) -> Iterator[Piece]:
+    return chain.from_iterable(read_pieces(f, counts) for f in files)
 
 
 class ShardWriter:
@@ -262,37 +306,45 @@ class ShardWriter:
                 path.unlink()
 
 
-def _encode_batch(tok: Tokenizer, texts: list[str], chat_markup: bool) -> list[list[int]]:
-    """Each text + eos; special-token strings are plain text, except the turn markers with ``chat_markup``."""
+def _encode_batch(tok: Tokenizer, texts: list[str], ends: list[bool], chat_markup: bool) -> list[list[int]]:
+    """Each text, + eos where it ends its document; special-token strings are plain text, except the turn
+    markers with ``chat_markup``."""
     if not chat_markup:
-        return tok.encode_batch(texts, eos=True, specials=False)
-    marker = re.compile(f"({re.escape(IM_START)}|{re.escape(IM_END)})")
-    out = []
-    for text in texts:
-        parts = marker.split(text)  # odd positions are the markers
-        ids = [i for n, part in enumerate(parts) if part
-               for i in (tok.encode(part) if n % 2 else tok.encode(part, specials=False))]
-        out.append(ids + [tok.eos_id])
-    return out
+        encoded = tok.encode_batch(texts, specials=False)
+    else:
+        marker = re.compile(f"({re.escape(IM_START)}|{re.escape(IM_END)})")
+        encoded = []
+        for text in texts:
+            parts = marker.split(text)  # odd positions are the markers
+            encoded.append([i for n, part in enumerate(parts) if part
+                            for i in (tok.encode(part) if n % 2 else tok.encode(part, specials=False))])
+    return [ids + [tok.eos_id] if end else ids for ids, end in zip(encoded, ends)]
 
 
 def encode_corpus(files: list[Path], tok: Tokenizer, split_of: Callable[[bytes], str],
-                  writers: dict[str, ShardWriter], total_bytes: int, chat_markup: bool = False
-                  ) -> dict[str, dict[str, int]]:
+                  writers: dict[str, ShardWriter], total_bytes: int, chat_markup: bool = False,
+                  counts: dict[str, int] | None = None) -> dict[str, dict[str, int]]:
     """Encode every document (+ eos) into its split's shards; return documents and UTF-8 bytes per split.
 
     The tokenizer releases the GIL, so one batch is encoded in a worker thread while this thread reads and
-    hashes the next one and writes the previous one.
+    hashes the next one and writes the previous one. A long document's pieces all go to the split of its first.
     """
     stats = {s: {"documents": 0, "bytes": 0} for s in SPLITS}
+    split = SPLITS[0]
     with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="prepare", mininterval=1) as progress, \
             ThreadPoolExecutor(1) as pool:
         pending = None
-        for texts in _batches(chain.from_iterable(map(read_documents, files))):
+        for batch in _batches(_all_pieces(files, counts)):
             # special-token strings inside a text ("<|eos|>") are encoded as plain text
-            encoded = pool.submit(_encode_batch, tok, texts, chat_markup)
-            data = [t.encode("utf-8") for t in texts]
-            job = (data, [split_of(d) for d in data], encoded)
+            encoded = pool.submit(_encode_batch, tok, [p.text for p in batch], [p.last for p in batch], chat_markup)
+            sizes, splits = [], []
+            for piece in batch:
+                data = piece.text.encode("utf-8")
+                if piece.first:
+                    split = split_of(data)
+                sizes.append(len(data))
+                splits.append(split)
+            job = (sizes, splits, [p.last for p in batch], encoded)
             if pending:
                 _write(*pending, writers, stats, progress)
             pending = job
@@ -302,23 +354,23 @@ def encode_corpus(files: list[Path], tok: Tokenizer, split_of: Callable[[bytes],
     return stats
 
 
-def _write(data: list[bytes], splits: list[str], encoded: Future, writers: dict[str, ShardWriter],
+def _write(sizes: list[int], splits: list[str], ends: list[bool], encoded: Future, writers: dict[str, ShardWriter],
            stats: dict[str, dict[str, int]], progress: tqdm) -> None:
     ids = encoded.result()
     for s, writer in writers.items():
         mine = [i for i, x in zip(ids, splits) if x == s]
         writer.write(np.fromiter(chain.from_iterable(mine), dtype=writer.dtype, count=sum(map(len, mine))))
-        stats[s]["documents"] += len(mine)
-        stats[s]["bytes"] += sum(len(d) for d, x in zip(data, splits) if x == s)
-    progress.update(sum(map(len, data)))
+        stats[s]["documents"] += sum(end for end, x in zip(ends, splits) if x == s)
+        stats[s]["bytes"] += sum(n for n, x in zip(sizes, splits) if x == s)
+    progress.update(sum(sizes))
 
 
-def _batches(texts: Iterator[str]) -> Iterator[list[str]]:
-    batch: list[str] = []
+def _batches(pieces: Iterable[Piece]) -> Iterator[list[Piece]]:
+    batch: list[Piece] = []
     size = 0
-    for text in texts:
-        batch.append(text)
-        size += len(text)
+    for piece in pieces:
+        batch.append(piece)
+        size += len(piece.text)
         if size >= BATCH_BYTES:
             yield batch
             batch, size = [], 0

@@ -77,11 +77,15 @@ class TokenShards:
         rows = torch.from_numpy(np.stack([self.tokens(s, s + length + 1) for s in starts]).astype(np.int64))
         return rows[:, :-1], rows[:, 1:]
 
-    def batch(self, batch_size: int, block_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``batch_size`` random windows: x is ``block_size`` tokens, y the same shifted by one (int64)."""
+    def check_block(self, block_size: int) -> None:
+        """Refuse a ``block_size`` the split cannot fill (a window needs ``block_size + 1`` tokens)."""
         if len(self) <= block_size:
             raise LmstackError(f"{self.directory}: the {self.split} split has {len(self)} tokens, "
                                f"too few for block_size {block_size}")
+
+    def batch(self, batch_size: int, block_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``batch_size`` random windows: x is ``block_size`` tokens, y the same shifted by one (int64)."""
+        self.check_block(block_size)
         starts = torch.randint(len(self) - block_size, (batch_size,), generator=generator)
         return self._rows(starts.tolist(), block_size)
 

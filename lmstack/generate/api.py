@@ -17,11 +17,14 @@ from collections.abc import Collection, Iterator
 import torch
 
 from lmstack.adapt.methods import load_adapted
+from lmstack.errors import LmstackError
+from lmstack.io import read_json
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.generate.beam import beam_search
 from lmstack.generate.config import GenerationConfig
 from lmstack.generate.decode import decode
+from lmstack.generate.grammar import Constraint, Grammar
 from lmstack.generate.layout import decode_layout
 from lmstack.text.stream import TextStream
 from lmstack.model import Transformer
@@ -29,43 +32,58 @@ from lmstack.model.source import LogitSource, to_source
 
 
 def generate(model: Transformer | LogitSource, tokenizer: Tokenizer, prompt: str | list[str] | list[list[int]],
-             config: GenerationConfig | None = None, stop_ids: Collection[int] = (), **overrides) -> str | list[str]:
+             config: GenerationConfig | None = None, stop_ids: Collection[int] = (), json_schema: dict | None = None,
+             **overrides) -> str | list[str]:
     """The continuation of ``prompt``, or of each prompt in a list (decoded together as one batch; a prompt in
     a list may be token ids, say a conversation from ``ChatFormat.encode``).
 
     ``model`` is a model (decoded through its own logit source) or any logit source, such as a mixture
     (``lmstack.generate.combine``). ``overrides`` are GenerationConfig fields, e.g. ``max_new_tokens=20,
     num_beams=3``; a row also ends at a token in ``stop_ids`` (a chat turn's end), left out of the text as eos
-    is. For speed, see ``decode_layout`` (fp32 weights laid out for one-token steps) and ``compile=True``.
+    is. With ``json_schema`` every continuation is compact JSON valid under it, ended right after the value
+    (unless ``max_new_tokens`` runs out first). For speed, see ``decode_layout`` (fp32 weights laid out for
+    one-token steps) and ``compile=True``.
     """
     config = _config(config, overrides)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     streams = [TextStream(tokenizer, config.stop) for _ in prompts]
-    for _ in pieces(model, tokenizer, prompts, config, streams, stop_ids):
+    grammar = None if json_schema is None else Grammar.from_json_schema(
+        json_schema, tokenizer, end_ids(tokenizer, stop_ids), where="json_schema")
+    for _ in pieces(model, tokenizer, prompts, config, streams, stop_ids, grammar):
         pass
     texts = [s.text for s in streams]
     return texts[0] if isinstance(prompt, str) else texts
 
 
 def stream(model: Transformer | LogitSource, tokenizer: Tokenizer, prompt: str, config: GenerationConfig | None = None,
-           **overrides) -> Iterator[str]:
-    """The continuation of ``prompt`` as text pieces, each yielded as soon as it is complete."""
+           json_schema: dict | None = None, **overrides) -> Iterator[str]:
+    """The continuation of ``prompt`` as text pieces, each yielded as soon as it is complete (JSON valid under
+    ``json_schema`` when one is given)."""
     config = _config(config, overrides)
-    for _, piece in pieces(model, tokenizer, [prompt], config, [TextStream(tokenizer, config.stop)]):
+    grammar = None if json_schema is None else Grammar.from_json_schema(
+        json_schema, tokenizer, end_ids(tokenizer), where="json_schema")
+    for _, piece in pieces(model, tokenizer, [prompt], config, [TextStream(tokenizer, config.stop)], grammar=grammar):
         if piece:
             yield piece
 
 
+def end_ids(tokenizer: Tokenizer, stop_ids: Collection[int] = ()) -> frozenset[int]:
+    """The tokens that end a row: eos and ``stop_ids``."""
+    return frozenset({tokenizer.eos_id, *stop_ids} - {None})
+
+
 def pieces(model: Transformer | LogitSource, tokenizer: Tokenizer, prompts: list[str] | list[list[int]],
-           config: GenerationConfig, streams: list[TextStream],
-           stop_ids: Collection[int] = ()) -> Iterator[tuple[int, str]]:
+           config: GenerationConfig, streams: list[TextStream], stop_ids: Collection[int] = (),
+           grammar: Grammar | None = None) -> Iterator[tuple[int, str]]:
     """(row, text piece) for a batch of prompts (texts or token ids), in the order they are made;
     ``streams[row]`` holds each row's tokens and text. Decoding stops early once every row has met eos, a
-    token in ``stop_ids`` or a stop string."""
+    token in ``stop_ids`` or a stop string. With ``grammar`` (built with ``end_ids(tokenizer, stop_ids)``),
+    every row is constrained by it."""
     ids = [_encode(tokenizer, p) for p in prompts]
     eos, open_rows = tokenizer.eos_id, len(prompts)
-    ends = {eos, *stop_ids} - {None}
-    for row, token in _tokens(model, ids, config, eos):
+    ends = end_ids(tokenizer, stop_ids)
+    constraints = None if grammar is None else [grammar.constraint() for _ in ids]
+    for row, token in _tokens(model, ids, config, eos, constraints):
         s = streams[row]
         if s.done:
             continue
@@ -79,15 +97,17 @@ def pieces(model: Transformer | LogitSource, tokenizer: Tokenizer, prompts: list
 
 
 def _tokens(model: Transformer | LogitSource, ids: list[list[int]], config: GenerationConfig,
-            eos: int | None) -> Iterator[tuple[int, int]]:
+            eos: int | None, constraints: list[Constraint] | None = None) -> Iterator[tuple[int, int]]:
     """(row, token) as the decoder makes them: step by step across the batch, or beam search row by row."""
     source = to_source(model, config.compile)
     if config.num_beams > 1:
+        if constraints is not None:
+            raise LmstackError("beam search does not support structured outputs (a JSON schema); use num_beams=1")
         for row, prompt in enumerate(ids):
             for token in beam_search(source, prompt, config, eos):
                 yield row, token
         return
-    for tokens in decode(source, ids, config, eos):
+    for tokens in decode(source, ids, config, eos, constraints):
         yield from enumerate(tokens.tolist())
 
 
@@ -108,7 +128,8 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", adapte
                  top_p: float = 1.0, repetition_penalty: float = 1.0, num_beams: int = 1,
                  length_penalty: float = 1.0, early_stopping: bool | Literal["never"] = False,
                  stop: list[str] | None = None, seed: int | None = None, compile: bool = False,
-                 dtype: Literal["float32", "bfloat16"] = "float32", stream: bool = True) -> dict:
+                 dtype: Literal["float32", "bfloat16"] = "float32", stream: bool = True,
+                 json_schema: str | None = None) -> dict:
     """Continue one or more prompts with a model directory (greedy by default).
 
     Args:
@@ -131,7 +152,11 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", adapte
         compile: torch.compile the decode step (slow to start, faster per token)
         dtype: weights dtype; bfloat16 halves memory traffic on CPUs with bf16 support
         stream: print the text as it is made (one prompt, without --json)
+        json_schema: a JSON schema file: every completion is compact JSON valid under it (greedy or sampled)
     """
+    schema = None if json_schema is None else read_json(json_schema)
+    if schema is not None and not isinstance(schema, dict):
+        raise LmstackError(f"{json_schema}: a JSON schema must be a JSON object, got {type(schema).__name__}")
     config = GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample,
                               temperature=temperature, top_k=top_k, top_p=top_p,
                               repetition_penalty=repetition_penalty, num_beams=num_beams,
@@ -144,10 +169,12 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", adapte
         chat_format, turns = ChatFormat(tokenizer), [[{"role": "user", "content": p}] for p in prompt]
         prompt, inputs = [chat_format.render(t) for t in turns], [chat_format.encode(t) for t in turns]
         stop_ids = chat_format.end_ids
+    grammar = None if schema is None else Grammar.from_json_schema(schema, tokenizer, end_ids(tokenizer, stop_ids),
+                                                                    where=json_schema)
     live = stream and len(prompt) == 1  # with --json the CLI sends this to stderr
     streams = [TextStream(tokenizer, config.stop) for _ in prompt]
     start = time.perf_counter()
-    for _, piece in pieces(net, tokenizer, inputs, config, streams, stop_ids):
+    for _, piece in pieces(net, tokenizer, inputs, config, streams, stop_ids, grammar):
         if live:
             print(piece, end="", flush=True)
     seconds = time.perf_counter() - start

@@ -15,7 +15,8 @@ from torch import nn
 
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
-from lmstack.generate.processors import DecodeState, logits_processors, pick, sampler
+from lmstack.generate.grammar import Constraint, mask_rows
+from lmstack.generate.processors import DecodeState, LogitsProcessorList, logits_processors, pick, sampler
 from lmstack.model.source import LogitSource, to_source
 
 
@@ -55,13 +56,18 @@ def left_pad(prompts: list[list[int]], total_len: int, device: torch.device) -> 
 
 @torch.inference_mode()
 def decode(model: nn.Module | LogitSource, prompts: list[list[int]], config: GenerationConfig,
-           eos_id: int | None = None) -> Iterator[torch.Tensor]:
+           eos_id: int | None = None, constraints: list[Constraint | None] | None = None) -> Iterator[torch.Tensor]:
     """Yield the next token of every row ([B] long) once per step, greedy or sampled as ``config`` says.
 
     ``model`` is a logit source, or a model decoded through its own (``to_source``; ``config.compile``
     compiles its one-token step). A row that has produced ``eos_id`` repeats it; decoding ends when every
-    row has, or after ``max_new_tokens``.
+    row has, or after ``max_new_tokens``. ``constraints[row]`` (structured outputs, ``generate.grammar``)
+    masks that row's scores before the processors and picking, and follows its tokens until one of its end
+    tokens; None leaves a row free.
     """
+    if constraints is not None and len(constraints) != len(prompts):
+        raise ValueError(f"{len(constraints)} constraints for {len(prompts)} prompts")
+    live = None if constraints is None or all(c is None for c in constraints) else list(constraints)
     source = to_source(model, config.compile)
     device = source.device
     T = max(map(len, prompts))
@@ -73,13 +79,37 @@ def decode(model: nn.Module | LogitSource, prompts: list[list[int]], config: Gen
     finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     logits = source.prefill(batch.idx, cache, batch.positions, batch.key_mask)
     for i in range(budget):
-        token = pick(processors(state, logits.float()), rng)
+        token = pick(processed_scores(logits.float(), live, processors, state), rng)
         if eos_id is not None:
             token.masked_fill_(finished, eos_id)
             finished |= token == eos_id
+        if live is not None:
+            _advance(live, token.tolist())
         yield token
         if i + 1 == budget or (eos_id is not None and bool(finished.all())):
             return
         state.push(token)
         positions = None if batch.positions is None else (batch.lengths + i)[:, None]
         logits = source.step(token, cache, positions, batch.key_mask)
+
+
+def processed_scores(logits: torch.Tensor, live: list[Constraint | None] | None, processors: LogitsProcessorList,
+            state: DecodeState) -> torch.Tensor:
+    """The processed scores, constrained rows masked first (so top-k / top-p choose among allowed tokens); a row
+    a processor left with nothing (min_new_tokens forbidding the end a grammar requires) keeps its masked scores."""
+    if live is None or not any(live):
+        return processors(state, logits)
+    masked = mask_rows(logits, live)
+    scores = processors(state, masked)
+    empty = torch.isneginf(scores).all(dim=-1)
+    return torch.where(empty[:, None], masked, scores) if bool(empty.any()) else scores
+
+
+def _advance(live: list[Constraint | None], tokens: list[int]) -> None:
+    """Each constrained row moves past its token; a row whose grammar has met an end token is free from then on
+    (the caller stops reading it)."""
+    for row, constraint in enumerate(live):
+        if constraint is not None:
+            constraint.advance(tokens[row])
+            if tokens[row] in constraint.grammar.end_ids:
+                live[row] = None

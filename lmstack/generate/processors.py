@@ -1,10 +1,11 @@
 """Logits processors: callables ``(state, scores) -> scores`` that reshape next-token scores [B, V] before a
 token is picked, as ``transformers``' ``LogitsProcessor``s do with ``(input_ids, scores)``.
 
-Each matches the ``transformers`` processor of the same name value for value. ``logits_processors`` builds
-the list a ``GenerationConfig`` asks for once, in the order ``transformers`` applies them: repetition
-penalty, min-new-tokens, then (sampling only) temperature, top-k, top-p. ``pick`` then takes the argmax or
-draws a token with a seeded ``torch.Generator`` of the request's own.
+Each matches the ``transformers`` processor of the same name value for value (OpenAI's frequency and
+presence penalties, which transformers lacks, follow OpenAI's and vLLM's formula). ``logits_processors`` builds
+the list a ``GenerationConfig`` asks for once, in the order ``transformers`` and vLLM apply them: repetition
+penalty, frequency/presence penalties, logit bias, min-new-tokens, then (sampling only) temperature, top-k,
+top-p. ``pick`` then takes the argmax or draws a token with a seeded ``torch.Generator`` of the request's own.
 """
 
 from __future__ import annotations
@@ -20,26 +21,34 @@ from lmstack.generate.config import GenerationConfig
 @dataclass
 class DecodeState:
     """What processors read in place of transformers' ``input_ids``: which tokens each row holds so far
-    (``seen`` [B, V] bool, kept only when a processor needs it) and how many tokens have been made."""
+    (``seen`` [B, V] bool, prompt included), how often each was generated (``counts`` [B, V] float, the
+    output only, as OpenAI's penalties read it), each kept only when a processor needs it, and how many
+    tokens have been made."""
     seen: torch.Tensor | None = None
     step: int = 0
+    counts: torch.Tensor | None = None
 
     @classmethod
     def start(cls, rows: list[list[int]], config: GenerationConfig, vocab_size: int,
               device: torch.device | str = "cpu") -> DecodeState:
-        return cls(seen_tokens(rows, vocab_size, device) if config.repetition_penalty != 1.0 else None)
+        penalised = config.frequency_penalty != 0 or config.presence_penalty != 0
+        return cls(seen_tokens(rows, vocab_size, device) if config.repetition_penalty != 1.0 else None,
+                   counts=torch.zeros(len(rows), vocab_size, device=device) if penalised else None)
 
     def push(self, tokens: torch.Tensor | list[int]) -> None:
         """Record one new token per row ([B] long, or a list)."""
-        if self.seen is not None:
-            rows = torch.arange(len(tokens), device=self.seen.device)
-            self.seen[rows, torch.as_tensor(tokens, device=self.seen.device)] = True
+        for kept in (self.seen, self.counts):
+            if kept is not None:
+                rows, ids = torch.arange(len(tokens), device=kept.device), torch.as_tensor(tokens, device=kept.device)
+                kept[rows, ids] = True if kept.dtype == torch.bool else kept[rows, ids] + 1
         self.step += 1
 
     def reorder(self, index: torch.Tensor) -> None:
         """Rows follow their parents (beam search)."""
         if self.seen is not None:
             self.seen = self.seen[index]
+        if self.counts is not None:
+            self.counts = self.counts[index]
 
 
 Processor = Callable[[DecodeState, torch.Tensor], torch.Tensor]
@@ -73,6 +82,21 @@ def repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: float)
     return torch.where(seen, penalised, scores)
 
 
+def frequency_presence(scores: torch.Tensor, counts: torch.Tensor, frequency: float, presence: float) -> torch.Tensor:
+    """OpenAI's penalties, as vLLM applies them: ``logit - frequency * count - presence * (count > 0)``, where
+    ``counts`` [B, V] says how often each token was generated so far (the prompt does not count)."""
+    return scores - frequency * counts - presence * (counts > 0).to(scores.dtype)
+
+
+def logit_bias(scores: torch.Tensor, bias: dict[int, float]) -> torch.Tensor:
+    """OpenAI's ``logit_bias``: each listed token's bias added to its logit (-100 all but bans it, 100 all but
+    forces it); ``transformers``' ``SequenceBiasLogitsProcessor`` with one-token sequences."""
+    ids = torch.tensor(list(bias), dtype=torch.long, device=scores.device)
+    scores = scores.clone()
+    scores[..., ids] += torch.tensor(list(bias.values()), dtype=scores.dtype, device=scores.device)
+    return scores
+
+
 def suppress(scores: torch.Tensor, token: int) -> torch.Tensor:
     """Forbid one token (the eos token, until ``min_new_tokens`` have been made)."""
     scores = scores.clone()
@@ -98,10 +122,16 @@ class LogitsProcessorList(list[Processor]):
 
 
 def logits_processors(config: GenerationConfig, eos_id: int | None = None) -> LogitsProcessorList:
-    """The processors ``config`` asks for (empty for plain greedy or plain sampling), in transformers' order."""
+    """The processors ``config`` asks for (empty for plain greedy or plain sampling), in transformers' order
+    (OpenAI's penalties and logit bias after the repetition penalty and before temperature, as in vLLM)."""
     out = LogitsProcessorList()
     if config.repetition_penalty != 1.0:
         out.append(lambda state, s: repetition_penalty(s, state.seen, config.repetition_penalty))
+    if config.frequency_penalty != 0 or config.presence_penalty != 0:
+        out.append(lambda state, s: frequency_presence(s, state.counts, config.frequency_penalty,
+                                                       config.presence_penalty))
+    if config.logit_bias:
+        out.append(lambda state, s: logit_bias(s, config.logit_bias))
     if eos_id is not None and config.min_new_tokens > 0:
         out.append(lambda state, s: suppress(s, eos_id) if state.step < config.min_new_tokens else s)
     if config.do_sample:

@@ -12,6 +12,7 @@ fields, tensor names, which of our fused tensors are which of theirs) is the fam
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from lmstack.config import build
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json
 from lmstack.model.config import ModelConfig
-from lmstack.model.registry import build_model, family_for_hf, family_of, get_family, head_for_hf, names
+from lmstack.text.chat import ChatFormat
+from lmstack.model.registry import Family, build_model, family_for_hf, family_of, get_family, head_for_hf, names
 
 
 # ----------------------------------------------------------------------------------------------- configs
@@ -38,11 +40,44 @@ def from_hf_config(hf: dict, source: str = "config.json") -> ModelConfig:
     """Our ``ModelConfig`` for a ``config.json`` of any registered family (ours exactly, when it carries it)."""
     family = family_for_hf(hf, source)
     if "lmstack" in hf:
-        return build(ModelConfig, hf["lmstack"], source)
+        if not isinstance(hf["lmstack"], dict):
+            raise LmstackError(f"{source}: the \"lmstack\" block must be a mapping of ModelConfig fields")
+        config = build(ModelConfig, hf["lmstack"], f"{source}: lmstack")
+        _check_agreement(hf, config, family, source)
+        return config
     try:
         return family.from_hf_config(hf, source)
     except KeyError as e:
         raise LmstackError(f"{source}: missing field {e} for model_type '{hf.get('model_type')}'") from e
+
+
+def _check_agreement(hf: dict, config: ModelConfig, family: Family, source: str) -> None:
+    """Refuse a ``config.json`` whose Hugging Face fields say other than its ``lmstack`` block (an edit to one
+    that transformers would follow and lmstack would not), naming the Hugging Face key, the lmstack field and
+    both values. A key counts when it differs from what the block would write and changes what it is read as."""
+    try:
+        with torch.device("meta"):
+            written = family.to_hf_config(build_model(config))
+    except LmstackError as e:
+        raise LmstackError(f"{source}: the lmstack block: {e}") from e
+    baseline = family.from_hf_config(written, source)
+    for key, value in hf.items():
+        if key == "lmstack" or key not in written or written[key] == value:
+            continue
+        try:
+            edited = family.from_hf_config({**written, key: value}, source)
+        except (LmstackError, KeyError, TypeError, ValueError, ZeroDivisionError):
+            edited = None
+        fields = [f.name for f in dataclasses.fields(ModelConfig)
+                  if edited is None or getattr(edited, f.name) != getattr(baseline, f.name)]
+        if edited is not None and not fields:
+            continue  # a key that does not change the model (architectures, a token id, ...)
+        field = fields[0] if edited is not None else None
+        ours = (f"lmstack.{field} is {getattr(config, field)!r}" if field
+                else f"the lmstack block implies {written[key]!r}")
+        raise LmstackError(f"{source}: \"{key}\" is {value!r} but {ours}; the Hugging Face fields and the "
+                           "lmstack block must agree (edit both, or delete the lmstack block to use the Hugging "
+                           "Face fields)")
 
 
 # ----------------------------------------------------------------------------------------------- weights
@@ -128,6 +163,17 @@ def save_model(model: nn.Module, path: str | Path, tokenizer=None, generation_co
     return path
 
 
+def _reply_ends(tokenizer) -> dict:
+    """generation_config's ``eos_token_id`` for a tokenizer with a chat template: eos and every turn-end id (a
+    list, as Qwen's chat models write it), so ``transformers`` stops a reply at its turn's end; {} without one."""
+    try:
+        ends = ChatFormat(tokenizer).end_ids
+    except LmstackError:  # no chat template: eos alone ends a generation
+        return {}
+    first = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
+    return {"eos_token_id": first + sorted(ends - set(first))} if len(ends) > 1 else {}
+
+
 def write_model_files(model: nn.Module, folder: Path, tokenizer=None, generation_config: dict | None = None) -> None:
     """Write config.json, model.safetensors, the tokenizer and, for a decoder, generation_config.json into
     ``folder``; the tokenizer's special-token ids go into the configs."""
@@ -137,7 +183,7 @@ def write_model_files(model: nn.Module, folder: Path, tokenizer=None, generation
     if tokenizer is not None:
         ids = family.save_tokenizer(tokenizer, folder)
         config.update(ids)
-        gen = {**ids, **gen}
+        gen = {**ids, **(_reply_ends(tokenizer) if family.generates else {}), **gen}
     write_json(folder / "config.json", config)
     if family.generates:
         write_json(folder / "generation_config.json", gen)

@@ -19,7 +19,8 @@ from torch import nn
 
 from lmstack.data.synth.qa import QA_FORMAT
 from lmstack.errors import LmstackError
-from lmstack.io import atomic_dir, read_json, read_jsonl
+from lmstack.data.files import read_jsonl
+from lmstack.io import atomic_dir, read_json
 from lmstack.model.encoder_text import encode_pairs
 from lmstack.model.families.bert import load_encoder
 from lmstack.model.heads import EncoderForMultipleChoice

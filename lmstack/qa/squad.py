@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmstack.data.files import read_json, read_jsonl
 from lmstack.errors import LmstackError
-from lmstack.io import atomic_open, read_json, read_jsonl, write_json
+from lmstack.io import atomic_open, write_json
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 

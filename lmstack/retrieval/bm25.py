@@ -17,10 +17,13 @@ a score for a query term it lacks.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Literal
 
 import bm25s
+import numpy as np
 
 from lmstack.errors import LmstackError
 from lmstack.retrieval.text import Analyzer
@@ -79,7 +82,18 @@ class BM25Index:
 
     @classmethod
     def load(cls, folder: Path, analyzer: Analyzer) -> BM25Index:
-        return cls(bm25s.BM25.load(str(folder), mmap=False, show_progress=False), analyzer)
+        """Open a saved index; a missing, truncated or corrupt file is an error naming it (rebuild the index)."""
+        if not folder.is_dir():
+            raise LmstackError(f"{folder}: the BM25 index folder is missing; rebuild the index with `lmstack index`")
+        for array in sorted(folder.glob("*.npy")):
+            _check_npy(array)
+        try:
+            model = bm25s.BM25.load(str(folder), mmap=False, show_progress=False)
+        except (ValueError, EOFError, OSError, KeyError, TypeError) as e:  # json errors are ValueErrors
+            culprit = next((f for f in sorted(folder.glob("*.json")) if not _is_json(f)), folder)
+            raise LmstackError(f"{culprit}: the BM25 index is truncated or corrupt ({str(e).splitlines()[0]}); "
+                               "rebuild it with `lmstack index`") from e
+        return cls(model, analyzer)
 
 
 class _Vocabulary(dict):
@@ -88,3 +102,32 @@ class _Vocabulary(dict):
     def __missing__(self, term: str) -> int:
         self[term] = n = len(self)
         return n
+
+
+def _check_npy(path: Path) -> None:
+    """Refuse a ``.npy`` file whose size is not what its header promises (a copy or write cut short), naming it."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            data_start = f.tell()
+    except (ValueError, EOFError, OSError) as e:
+        raise LmstackError(f"{path}: not a valid .npy file, truncated or corrupt ({str(e).splitlines()[0]}); "
+                           "rebuild the index with `lmstack index`") from e
+    if dtype.hasobject:
+        return
+    expected = data_start + math.prod(shape) * dtype.itemsize
+    if size != expected:
+        what = "truncated" if size < expected else "corrupt (longer than its header says)"
+        raise LmstackError(f"{path}: {what}: {size} bytes, its header promises {expected}; rebuild the index with "
+                           "`lmstack index`")
+
+
+def _is_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_bytes())
+    except (ValueError, OSError):
+        return False
+    return True

@@ -90,4 +90,12 @@ class DenseIndex:
 
     @classmethod
     def load(cls, path: Path) -> DenseIndex:
-        return cls(faiss.read_index(str(path)))
+        """Open a saved index; a missing, truncated or corrupt file is an error naming it (rebuild the index)."""
+        if not path.is_file():
+            raise LmstackError(f"{path}: the FAISS index file is missing; rebuild the index with `lmstack index`")
+        try:
+            return cls(faiss.read_index(str(path)))
+        except RuntimeError as e:
+            reason = str(e).strip().splitlines()[-1].split("failed: ")[-1]
+            raise LmstackError(f"{path}: truncated or corrupt ({reason}); rebuild the index with "
+                               "`lmstack index`") from e

@@ -16,9 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmstack.data.files import find_files
+from lmstack.data.files import find_files, read_jsonl
 from lmstack.errors import LmstackError
-from lmstack.io import read_jsonl
 
 SUFFIXES = (".jsonl", ".txt", ".md")
 INDEX_MANIFEST_FORMAT = "lmstack-index-1"
@@ -131,7 +130,8 @@ def _jsonl_passages(path: Path, skipped: list[str]) -> Iterator[Passage]:
 
 def read_passages_jsonl(path: Path) -> Iterator[tuple[str, str, str]]:
     """(``file:line``, id, text) for each record of a .jsonl file of ``{"id", "text"}`` objects (blank lines
-    skipped); anything else is an error naming the line."""
+    skipped; lone surrogate escapes become U+FFFD, counted in a warning); anything else is an error naming the
+    line."""
     for where, rec in read_jsonl(path):
         if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
             raise LmstackError(f"{where}: expected a JSON object with a string 'text' field")

@@ -199,6 +199,7 @@ class Retriever:
             bm25 = BM25Index.load(path / "bm25", analyzer)
         dense = DenseIndex.load(path / "dense.faiss") if "dense" in manifest else None
         passages = [Passage(pid, text) for _, pid, text in read_passages_jsonl(path / "passages.jsonl")]
+        _check_sizes(path, manifest, passages, bm25, dense)
         if isinstance(reranker, (str, Path)):
             reranker = load_reranker(reranker)
         return cls(path, manifest, passages, bm25, dense, encoder, reranker, depth)
@@ -273,6 +274,19 @@ class Retriever:
                 hits = sorted(zip((p for p, _ in hits), map(float, scores)), key=lambda h: -h[1])
             results.append([(self.passages[p].id, score) for p, score in hits[:k]])
         return results
+
+
+def _check_sizes(path: Path, manifest: dict, passages: list[Passage], bm25: BM25Index | None,
+                 dense: DenseIndex | None) -> None:
+    """Every part of an index holds the manifest's passage count: a part cut short (or from another build) is
+    refused, naming it, rather than returning wrong passages."""
+    want = manifest.get("passages")
+    parts = [("passages.jsonl", len(passages)), ("bm25", bm25.size if bm25 else None),
+             ("dense.faiss", dense.size if dense else None)]
+    for name, size in parts:
+        if size is not None and size != want:
+            raise LmstackError(f"{path / name}: holds {size} passages, the manifest {want}; the index is truncated "
+                               "or corrupt: rebuild it with `lmstack index`")
 
 
 def _check_analyzer(path: Path, stored: dict, given: Analyzer | None) -> Analyzer:

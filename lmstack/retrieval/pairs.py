@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from lmstack.errors import LmstackError
-from lmstack.io import read_jsonl
+from lmstack.data.files import read_jsonl
 
 
 class PairExample(NamedTuple):

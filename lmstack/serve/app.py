@@ -54,7 +54,7 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
 def serve(*, model: Path, adapter: Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           api_key: str | None = None, cors_origin: list[str] | None = None, name: str | None = None,
           slots: int = 16, max_queue: int = 64, max_tokens: int | None = None, max_body: int = 1_000_000,
-          device: str = "auto", log_level: str = "info") -> dict:
+          device: str = "auto", log_level: str = "info", strict: bool = False) -> dict:
     """Serve a model directory over the OpenAI REST API, with a chat page at /.
 
     Args:
@@ -71,12 +71,14 @@ def serve(*, model: Path, adapter: Path | None = None, host: str = "127.0.0.1", 
         max_body: the largest request body, in bytes
         device: cpu, cuda, or auto
         log_level: uvicorn's log level (info logs every request)
+        strict: refuse request fields outside OpenAI's schema with a 400 (default: ignore them, logging a warning)
     """
 
     net, tokenizer = load_for_serving(model, adapter, resolve_device(device))
     engine = Engine(net, tokenizer, slots=slots, max_queue=max_queue).start()
     settings = Settings(model_name=name or Path(model).resolve().name, api_key=api_key or os.environ.get(
-        "LMSTACK_API_KEY") or None, cors_origins=list(cors_origin or []), max_tokens=max_tokens, max_body=max_body)
+        "LMSTACK_API_KEY") or None, cors_origins=list(cors_origin or []), max_tokens=max_tokens, max_body=max_body,
+        strict=strict)
     app = create_app(engine, settings)
     start = time.perf_counter()
     try:

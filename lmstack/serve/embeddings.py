@@ -27,10 +27,16 @@ def router(backend: Backend) -> APIRouter:
 
     @routes.post("/v1/embeddings", response_model=EmbeddingResponse, responses=RESPONSES)
     async def embed(body: EmbeddingRequest) -> EmbeddingResponse:
-        """Mean-pooled final hidden states, L2-normalised (one vector per input text)."""
+        """Mean-pooled final hidden states, L2-normalised (one vector per input: a text or token ids)."""
         backend.check_model(body.model)
-        texts = [body.input] if isinstance(body.input, str) else body.input
-        ids = await run_in_threadpool(lambda: [backend.tokenizer.encode(t) for t in texts])
+        backend.check_fields(body)
+        width = backend.engine.model.config.n_embd
+        if body.dimensions is not None and body.dimensions != width:
+            raise APIError(400, f"dimensions={body.dimensions}: this model's embeddings have {width} dimensions and "
+                                "cannot be shortened (it was not trained to truncate)", param="dimensions")
+        backend.check_ids([row for row in body.input if not isinstance(row, str)], "input")
+        ids = await run_in_threadpool(lambda: [backend.tokenizer.encode(t) if isinstance(t, str) else t
+                                               for t in body.input])
         for i, row in enumerate(ids):
             if not row:
                 raise APIError(400, f"input[{i}] is empty", param="input")

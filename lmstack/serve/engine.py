@@ -9,6 +9,10 @@ The model is only ever touched from the engine thread. Other threads (the asynci
 ``submit`` requests and receive ``Event``s through the request's ``emit`` callback, called on the engine
 thread; ``call`` runs any other model work (embeddings) there between steps.
 
+A request with a ``constraint`` (structured outputs, ``lmstack.generate.grammar``) has its row's scores masked
+by its grammar before its processors, and the token picked moves the grammar on; such a row never takes the
+batch's plain argmax.
+
 The engine decodes a logit source (``lmstack.model.source``): the source makes the slot cache and fills
 whatever it keeps before a prompt (say, trained positions of an adapter) when a slot is prefilled.
 """
@@ -27,6 +31,8 @@ import torch
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
+from lmstack.generate.decode import processed_scores
+from lmstack.generate.grammar import Constraint
 from lmstack.generate.processors import DecodeState, LogitsProcessorList, logits_processors, pick, sampler
 from lmstack.text.stream import TextStream
 from lmstack.model import Transformer
@@ -123,6 +129,7 @@ class Request:
     emit: Callable[[Event], None]
     stop_ids: frozenset[int] = frozenset()
     logprobs: int | None = None  # None: off; k: the chosen token's log-probability and the k most likely
+    constraint: Constraint | None = None  # structured output: the grammar state this request's tokens follow
     cancelled: bool = False
 
 
@@ -280,8 +287,10 @@ class Engine:
         scores = logits.float()
         tokens = scores.argmax(dim=-1)
         for i, r in enumerate(self.running[first:]):
-            if r.processors or r.rng is not None:  # plain greedy rows keep the batch's argmax
-                tokens[i] = pick(r.processors(r.state, scores[i:i + 1]), r.rng)[0]
+            constraint = r.request.constraint
+            if r.processors or r.rng is not None or constraint is not None:  # plain greedy keeps the argmax
+                live = None if constraint is None else [constraint]
+                tokens[i] = pick(processed_scores(scores[i:i + 1], live, r.processors, r.state), r.rng)[0]
         picked = tokens.tolist()
         finished = []
         for i, (r, token) in enumerate(zip(self.running[first:], picked)):
@@ -290,7 +299,10 @@ class Engine:
             event = Event(token=token, prompt_tokens=len(r.request.prompt), completion_tokens=len(r.tokens))
             if r.request.logprobs is not None:
                 event.logprob, event.top = _logprobs(scores[i], token, r.request.logprobs)
-            if token in r.request.stop_ids:
+            event.error = _follow(r.request.constraint, token)
+            if event.error:  # the grammar left no token to pick: this request fails alone
+                event.finish = "error"
+            elif token in r.request.stop_ids:
                 event.text, event.finish = r.stream.finish(), "stop"
             else:
                 event.text = r.stream.push(token)
@@ -321,6 +333,17 @@ def _logprobs(scores: torch.Tensor, token: int, k: int) -> tuple[float, list[tup
     logp = scores.log_softmax(dim=-1)
     top = torch.topk(logp, k) if k else None
     return float(logp[token]), ([] if top is None else list(zip(top.indices.tolist(), top.values.tolist())))
+
+
+def _follow(constraint: Constraint | None, token: int) -> str | None:
+    """Move ``constraint`` past ``token``; what went wrong, if anything."""
+    if constraint is None:
+        return None
+    try:
+        constraint.advance(token)
+    except LmstackError as e:
+        return str(e)
+    return None
 
 
 def _run_call(fn: Callable[[], object], future: Future) -> None:

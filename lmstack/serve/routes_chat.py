@@ -1,5 +1,8 @@
 """``POST /v1/chat/completions``: the conversation encoded by the chat format, each reply ended by the turn-end
-tokens and, when tools are offered, read for tool calls by ``ToolCallStream``, whether streamed or not."""
+tokens and, when tools are offered, read for tool calls by ``ToolCallStream``, whether streamed or not.
+
+A reply follows a grammar when one is asked for: a forced tool call (``tool_choice`` "required" or a named
+function) the call format with the function's ``parameters`` schema, otherwise ``response_format``'s."""
 
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ from lmstack.serve.errors import RESPONSES, APIError
 from lmstack.serve.schemas import (ChatChoice, ChatRequest, ChatResponse, ChoiceLogprobs, ResponseMessage,
                                    ResponseToolCall)
 from lmstack.serve.sse import sse
+from lmstack.serve.tool_grammar import tool_call_grammar
+from lmstack.generate.grammar import Grammar
+from lmstack.errors import LmstackError
 from lmstack.text.tool_stream import call_opening, reply_reader
 
 
@@ -25,6 +31,7 @@ def router(backend: Backend) -> APIRouter:
     async def chat(body: ChatRequest, request: Request):
         """Chat completions: the conversation through the chat template, replies parsed for tool calls."""
         backend.check_model(body.model)
+        backend.check_fields(body)
         messages = [m.plain() for m in body.messages]
         tools, forced = _tools(body)
         prompt = await run_in_threadpool(lambda: backend.chat.encode(messages, tools or None)
@@ -33,13 +40,15 @@ def router(backend: Backend) -> APIRouter:
         if body.top_logprobs and not body.logprobs:
             raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
         top = (body.top_logprobs or 0) if body.logprobs else None
-        choices = backend.submit([(prompt, max_tokens)], body, backend.chat.end_ids, top)
+        grammar = await run_in_threadpool(_grammar, backend, body, tools, forced)
+        choices = backend.submit([(prompt, max_tokens)], body, backend.chat.end_ids, top, grammar)
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if body.stream:
             return sse(_chunks(backend, choices, body, rid, created, forced, bool(tools)), choices.cancel)
         outs, answers = await choices.collect(request), []
         for i, out in enumerate(outs):
             content, calls = reply_reader(bool(tools), forced).read(out.text)
+            calls = calls if body.parallel_tool_calls else calls[:1]
             message = ResponseMessage(content=content or (None if calls else ""), tool_calls=[
                 ResponseToolCall(id=_call_id(), function=c["function"]) for c in calls] or None)
             logprobs = (ChoiceLogprobs(content=[backend.token_logprob(e) for e in out.tokens])
@@ -50,6 +59,19 @@ def router(backend: Backend) -> APIRouter:
                             usage=usage(len(prompt), outs))
 
     return routes
+
+
+def _grammar(backend: Backend, body: ChatRequest, tools: list[dict], forced: str) -> Grammar | None:
+    """What the reply must follow: a forced call's format, else ``response_format`` (compiled off the event loop:
+    a first compile takes a moment)."""
+    if not forced:
+        return backend.grammar(body.response_format, backend.chat.end_ids)
+    choice = body.tool_choice
+    try:
+        return tool_call_grammar(tools, None if choice == "required" else choice.function.name, backend.tokenizer,
+                                 backend.chat.end_ids)
+    except LmstackError as e:
+        raise APIError(400, str(e), param="tools") from e
 
 
 def _tools(body: ChatRequest) -> tuple[list[dict], str]:
@@ -101,12 +123,14 @@ async def _chunks(backend: Backend, choices: Choices, body: ChatRequest, rid: st
             if rest:
                 yield chunk(i, {"content": rest})
             calls += more
+        if not body.parallel_tool_calls:
+            calls = calls[:max(0, 1 - called[i])]
         if calls:
             yield call_chunk(i, calls, called[i])
             called[i] += len(calls)
         if event.finish:
             yield chunk(i, {}, "tool_calls" if called[i] else event.finish)
-    if body.stream_options and body.stream_options.include_usage:
+    if body.include_usage:
         yield {"id": rid, "object": "chat.completion.chunk", "created": created, "model": backend.settings.model_name,
                "choices": [], "usage": usage(len(jobs[0].prompt), outs).model_dump()}
 

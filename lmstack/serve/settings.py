@@ -14,3 +14,4 @@ class Settings:
     max_tokens: int | None = None  # cap on max_tokens per request (None: the context)
     max_body: int = 1_000_000  # bytes
     retry_after: int = 1  # seconds, sent with 429
+    strict: bool = False  # refuse request fields outside OpenAI's schema (else: ignored with a logged warning)

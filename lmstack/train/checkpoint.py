@@ -9,6 +9,7 @@ The folder is swapped in whole (``atomic_dir``), so ``kill -9`` at any moment le
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +22,26 @@ from lmstack.errors import LmstackError
 from lmstack.io import atomic_dir, read_json, write_json
 
 
+RUN_MARKERS = {"checkpoint": "checkpoint/trainer_state.pt", "metrics.jsonl": "metrics.jsonl"}  # what every run
+# the trainer starts in a folder leaves there
+
+
 def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to start a run over an earlier one in ``out`` (a checkpoint there) unless ``resume`` continues it or
-    ``overwrite`` replaces it; asking for both is an error too. Called before anything is written."""
+    """Refuse to start a run over an earlier one in ``out`` (its checkpoint or its metrics.jsonl there) unless
+    ``resume`` continues it or ``overwrite`` replaces it; asking for both is an error too. Called before anything
+    is written."""
     if resume and overwrite:
         raise LmstackError("--resume continues OUT's run and --overwrite replaces it: give one of them")
-    if not resume and not overwrite and (Path(out) / "checkpoint" / "trainer_state.pt").is_file():
-        raise LmstackError(f"{out} holds an earlier run's checkpoint: pass --resume to continue it or "
+    found = [name for name, file in RUN_MARKERS.items() if (Path(out) / file).is_file()]
+    if not resume and not overwrite and found:
+        raise LmstackError(f"{out} holds an earlier run's {found[0]}: pass --resume to continue it or "
                            "--overwrite to start afresh, or choose another --out")
+
+
+def discard_checkpoint(out: Path) -> None:
+    """Delete ``out``'s checkpoint before an ``--overwrite`` run starts (once its inputs are validated), so a
+    later ``--resume`` can never continue the replaced run with the new one's metrics."""
+    shutil.rmtree(Path(out) / "checkpoint", ignore_errors=True)
 
 
 @dataclass

@@ -7,10 +7,12 @@ model are. The encoder tasks (retrieval, qa) fill a ``LoopConfig`` from their ow
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from lmstack.config import check_seed
 from lmstack.errors import LmstackError
 from lmstack.model.config import ModelConfig
 
@@ -46,10 +48,26 @@ class LoopConfig:
                      "checkpoint_interval"):
             if getattr(self, name) <= 0:
                 raise LmstackError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.warmup_iters < 0:
+            raise LmstackError(f"warmup_iters must be 0 or more, got {self.warmup_iters}")
+        if self.lr_decay_iters is not None and self.lr_decay_iters <= 0:
+            raise LmstackError(f"lr_decay_iters must be positive (or None: = max_iters), got {self.lr_decay_iters}")
+        for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip", "max_seconds"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise LmstackError(f"{name} must be a finite number, got {value!r}")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise LmstackError(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr} min_lr={self.min_lr}")
+        for name in ("beta1", "beta2"):  # AdamW's moment decay rates (Kingma & Ba 2015)
+            if not 0 <= getattr(self, name) < 1:
+                raise LmstackError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise LmstackError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise LmstackError(f"max_seconds must be positive, got {self.max_seconds}")
+        check_seed(self.seed, "seed")
 
 
 @dataclass

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from lmstack.errors import LmstackError
 from lmstack.io import atomic_open, atomic_path
 
 
@@ -21,10 +22,18 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 class MetricsLog:
+    """``metrics.jsonl``: one JSON object per line, appended as the run goes.
+
+    A fresh run starts the file empty; a resumed one (``resume_iter``) keeps the records up to its checkpoint's
+    iteration and rewrites the file atomically. A torn last line (the disk filled, the power went mid-write) is
+    dropped with a warning, so the resumed run goes on writing valid lines; a bad line before the last one is
+    not a torn write and is an error naming it.
+    """
+
     def __init__(self, path: Path, resume_iter: int | None = None):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        records = self.read() if resume_iter is not None else []
+        records = self.read(repair=True) if resume_iter is not None else []
         # A resumed run repeats the steps after its checkpoint: drop what the interrupted run logged for them.
         with atomic_open(path) as f:
             for r in records:
@@ -35,10 +44,28 @@ class MetricsLog:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
-    def read(self) -> list[dict]:
+    def read(self, repair: bool = False) -> list[dict]:
+        """The records; a torn last line is left out (``repair``: with a warning on stderr)."""
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = self.path.read_bytes().split(b"\n")
+        numbered = [(i, line) for i, line in enumerate(lines, 1) if line.strip()]
+        records = []
+        for n, (lineno, line) in enumerate(numbered):
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or not isinstance(record.get("iter"), int):
+                    raise ValueError("not a record with an integer iter")
+            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                if n < len(numbered) - 1:
+                    raise LmstackError(f"{self.path}:{lineno}: not a metrics record ({e}); only a torn last line "
+                                       "is repaired, so fix or delete this line") from None
+                if repair:
+                    print(f"warning: {self.path}:{lineno}: torn last line dropped ({len(line)} bytes: "
+                          f"{line[:40]!r}...)", file=sys.stderr, flush=True)
+                break
+            records.append(record)
+        return records
 
 
 def pyplot():

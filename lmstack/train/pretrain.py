@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from lmstack.data.shards import TokenShards
 from lmstack.text.tokenizer import Tokenizer
+from lmstack.train.checkpoint import check_run_dir, discard_checkpoint
 from lmstack.train.config import TrainConfig
 from lmstack.train.objectives.causal import CausalLM
 from lmstack.train.objectives.mlm import MaskedLM
@@ -20,17 +21,27 @@ OBJECTIVES = {
 }
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> dict:
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """Pretrain a Transformer on token shards; writes checkpoints, metrics.jsonl, loss.png and model/.
+
+    An earlier run in OUT is refused unless --resume or --overwrite is given, and nothing is written before the
+    inputs are checked (the shards open, both splits fill a block, the model builds or the checkpoint loads).
 
     Args:
         cfg: the run's configuration (--config FILE.yaml, then --key value overrides, e.g. --model.n_layer 6)
         resume: continue from OUT/checkpoint exactly where it stopped
+        overwrite: start afresh although OUT holds an earlier run (otherwise that is refused)
     """
+    check_run_dir(cfg.out, resume, overwrite)
     tokenizer = Tokenizer.load(cfg.data)
     model_cfg = cfg.model.replace(vocab_size=tokenizer.vocab_size)
-    objective = OBJECTIVES[cfg.objective](TokenShards(cfg.data, "train"), TokenShards(cfg.data, "val"),
-                                          cfg.batch_size, model_cfg.block_size, model_cfg, tokenizer)
+    shards = {split: TokenShards(cfg.data, split) for split in ("train", "val")}
+    for split in shards.values():
+        split.check_block(model_cfg.block_size)
+    objective = OBJECTIVES[cfg.objective](shards["train"], shards["val"], cfg.batch_size, model_cfg.block_size,
+                                          model_cfg, tokenizer)
     trainer = Trainer(objective, cfg, cfg.out, resume=resume, config_name="train_config.json")
+    if overwrite:
+        discard_checkpoint(cfg.out)
     result = trainer.run()
     return {**result, "out": str(cfg.out), "model": str(cfg.out / "model"), "params": trainer.model.num_params()}

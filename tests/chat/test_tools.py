@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import random
+import time
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from lmstack.text.chat_template import render
 from lmstack.chat.tools import FolderIndex, calculator, open_index, run_tool, search, tool_loop
-from lmstack.tools.calculator import calculate
+from lmstack.tools.calculator import MAX_MAGNITUDE, calculate
 from lmstack.data.synth import DATASETS, build_world
 from lmstack.errors import LmstackError
 
@@ -32,6 +35,52 @@ def test_calculator_refuses_everything_else(expression):
         calculate(expression)
 
 
+@pytest.mark.parametrize("expression,reason", [
+    ("round(1, -10**60)", "ndigits"), ("round(1.5, 10**9)", "ndigits"), ("round(2, 1.5)", "ndigits"),
+    ("1e999-1e999", "not a finite"), ("1e999", "not a finite"), ("1e308 * 10", "out of range"),
+    ("(-8) ** 0.5", "not a real number"), ("10 ** 60 * 10 ** 60", "out of range"), ("9" * 101, "out of range"),
+    ("99 ** 60", "out of range"), ("2.0 ** 64 ** 2", "exponent"), ("exp(1000)", "cannot evaluate"),
+    ("0.001 ** -64", "out of range"), ("log(0)", "cannot evaluate"), ("round(1e999 - 1)", "not a finite"),
+])
+def test_calculator_bounds_every_operation(expression, reason):
+    start = time.perf_counter()
+    with pytest.raises(LmstackError, match=reason):
+        calculate(expression)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_calculator_keeps_bounded_arithmetic():
+    assert calculate("round(123456, -3)") == 123000 and calculate("round(2 / 3, 30)") == pytest.approx(2 / 3)
+    assert calculate("2 ** 64") == 18446744073709551616 and calculate("10 ** 50 * 10 ** 50") == 10 ** 100
+    assert calculate("0.5 ** 64") == 0.5 ** 64 and calculate("(-2) ** 3") == -8
+
+
+# Expressions from the calculator's grammar, with operands chosen to reach its edges: huge and non-finite
+# literals, big exponents and ndigits, every function with one to three arguments, and random text.
+_NUMBERS = st.one_of(st.integers(-10 ** 120, 10 ** 120).map(str), st.floats(allow_nan=False).map(repr),
+                     st.sampled_from(["1e999", "1e308", "0", "0.0", "-0", "pi", "e", "10**60", "-10**60"]))
+_OPS = st.sampled_from(["+", "-", "*", "/", "**", "%", "//", "^", "×", "÷"])
+_FUNCS = st.sampled_from(["sqrt", "log", "log10", "exp", "sin", "cos", "tan", "abs", "round", "min", "max"])
+_EXPRESSIONS = st.recursive(_NUMBERS, lambda inner: st.one_of(
+    st.tuples(inner, _OPS, inner).map(lambda t: f"({t[0]}) {t[1]} ({t[2]})"),
+    st.tuples(st.sampled_from(["-", "+"]), inner).map(lambda t: f"{t[0]}({t[1]})"),
+    st.tuples(_FUNCS, st.lists(inner, min_size=1, max_size=3)).map(lambda t: f"{t[0]}({', '.join(t[1])})"),
+), max_leaves=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_EXPRESSIONS, st.text(max_size=210)))
+def test_calculator_fuzz_returns_a_finite_number_or_a_clear_error_quickly(expression):
+    start = time.perf_counter()
+    try:
+        value = calculate(expression)
+    except LmstackError as e:
+        assert str(e) and "\n" not in str(e)
+    else:
+        assert type(value) in (int, float) and math.isfinite(value) and abs(value) <= MAX_MAGNITUDE
+    assert time.perf_counter() - start < 0.5
+
+
 def test_run_tool_turns_bad_calls_into_text():
     tools = {"calculator": calculator()}
     assert run_tool({"function": {"name": "calculator", "arguments": '{"expression": "6 * 7"}'}}, tools) == "42"
@@ -39,6 +88,9 @@ def test_run_tool_turns_bad_calls_into_text():
     assert run_tool({"function": {"name": "weather", "arguments": "{}"}}, tools).startswith("error: no tool")
     assert run_tool({"function": {"name": "calculator", "arguments": "not json"}}, tools).startswith("error:")
     assert run_tool({"function": {"name": "calculator", "arguments": '{"expr": "1"}'}}, tools).startswith("error:")
+    assert run_tool({"function": {"name": "calculator", "arguments": '{"expression": 5}'}}, tools).startswith("error:")
+    assert "not a finite" in run_tool({"function": {"name": "calculator",
+                                                    "arguments": '{"expression": "1e999-1e999"}'}}, tools)
 
 
 def test_folder_search_finds_the_passage(tmp_path):

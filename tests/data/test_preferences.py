@@ -160,12 +160,14 @@ def test_unknown_format_empty_and_missing_files(tmp_path):
         read_prompts(tmp_path / "obj.json")
 
 
-def test_lone_surrogates_pass_through_as_read_jsonl_gives_them(tmp_path):
+def test_lone_surrogates_become_replacement_characters(tmp_path):
+    """One policy for every reader (lmstack.data.files): a lone surrogate escape becomes U+FFFD."""
     path = tmp_path / "s.jsonl"
     path.write_text('{"prompt": "a \\ud800 b", "chosen": "x\\udfff", "rejected": "y"}\n', encoding="utf-8")
     (_, raw), = read_jsonl(path)
     (p,) = read_preferences(path)
-    assert p.prompt[0]["content"] == raw["prompt"] == "a \ud800 b" and p.chosen == raw["chosen"] == "x\udfff"
+    assert raw["prompt"] == "a \ud800 b"  # lmstack.io.read_jsonl parses only
+    assert p.prompt[0]["content"] == "a \ufffd b" and p.chosen == "x\ufffd"
 
 
 def test_real_hh_rlhf_harmless_base(shared_data):

@@ -178,3 +178,72 @@ def test_chat_markup_makes_only_the_turn_markers_special(tmp_path, chat_markup):
     assert [special[i] for i in ids if i in special] == (
         ["<|im_start|>", "<|im_end|>", "<|im_start|>", "<|im_end|>"] * chat_markup + ["<|eos|>"])
     assert tok.decode(ids[:-1]) == text
+
+
+def _ids(out: Path) -> list[int]:
+    m = manifest(out)
+    return np.concatenate([np.fromfile(out / s["file"], dtype=m["dtype"])
+                           for split in ("train", "val") for s in m["splits"][split]["shards"]]).tolist()
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
+def test_a_long_document_is_encoded_in_pieces_with_the_tokens_of_the_whole(tmp_path, monkeypatch, suffix):
+    """Pieces end before a lone space / newline or a sentence mark between letters, where byte-level BPE's
+    pre-tokenizer splits anyway: the ids equal encoding the whole document, which stays one document."""
+    import lmstack.data.prepare as prep
+
+    english = "The tide rose over the old harbour wall, and the gulls went quiet. " * 60
+    chinese = "潮水漫过旧港的石墙，海鸥安静下来。渔夫们收起网，回到岸上。" * 60
+    text = (english + chinese + "\nA second line, still the same paragraph. " * 20 + english).strip()
+    tok = prep.train_bpe([english, chinese], vocab_size=420)
+    tok.save(tmp_path / "tok")
+    path = tmp_path / f"long{suffix}"
+    path.write_text(text if suffix == ".txt" else json.dumps({"text": text}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    monkeypatch.setattr(prep, "PIECE_CHARS", 300)
+    pieces = list(prep.read_pieces(path))
+    assert len(pieces) > 20 and all(len(p.text) <= 300 for p in pieces) and "".join(p.text for p in pieces) == text
+    result = prep.prepare([path], out=tmp_path / "out", tokenizer=str(tmp_path / "tok"), val_fraction=0.5)
+    assert result["train_documents"] + result["val_documents"] == 1
+    assert _ids(tmp_path / "out") == tok.encode(text, specials=False) + [tok.eos_id]
+
+
+def test_text_without_breaks_is_cut_at_a_character_and_round_trips(tmp_path, monkeypatch):
+    import lmstack.data.prepare as prep
+
+    text = "".join(chr(0x4E00 + (i * 7919) % 3000) for i in range(5_000))  # Han characters, no punctuation
+    (tmp_path / "a.txt").write_text(text, encoding="utf-8")
+    monkeypatch.setattr(prep, "PIECE_CHARS", 1_000)
+    assert [len(p.text) for p in prep.read_pieces(tmp_path / "a.txt")] == [1_000] * 5
+    prep.prepare([tmp_path / "a.txt"], out=tmp_path / "out", tokenizer="char", val_fraction=0)
+    assert documents(tmp_path / "out", "train") == [text]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the peak from /proc (Linux)")
+def test_peak_memory_is_flat_in_line_length(tmp_path):
+    """The probe's fault at a tenth of its scale: one 5 MB line without a newline. Before, prepare's peak RSS grew
+    ~150 bytes per byte of the line (740 MB here, 8 GB at 50 MB); now it stays near the import cost (~170 MB)."""
+    import subprocess
+    import sys
+
+    from lmstack.text.tokenizer import train_bpe
+
+    sentence = "The tide rose over the old harbour wall and the gulls went quiet for a while. "
+    train_bpe([sentence * 50], vocab_size=300).save(tmp_path / "tok")
+    (tmp_path / "line.txt").write_text(sentence * (5 * 2**20 // len(sentence)), encoding="utf-8")
+    # VmHWM: this process's own peak (ru_maxrss would include the forked test runner's pages before exec)
+    code = ("import sys; from lmstack.data.prepare import prepare; "
+            "prepare([sys.argv[1]], out=sys.argv[2], tokenizer=sys.argv[3]); "
+            "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "line.txt"), str(tmp_path / "out"),
+                           str(tmp_path / "tok")], capture_output=True, text=True, check=True)
+    peak_mb = int(done.stdout.split()[-1]) / 1024  # KiB
+    assert peak_mb < 400, peak_mb
+
+
+def test_lone_surrogates_in_jsonl_become_replacement_characters_and_are_counted(tmp_path, capsys):
+    (tmp_path / "a.jsonl").write_bytes(b'{"text": "half \\ud800 a pair \\ud83d\\ude00 end \\udfff"}\n{"text": "ok"}\n')
+    result = prepare([tmp_path / "a.jsonl"], out=tmp_path / "out", tokenizer="char", val_fraction=0)
+    assert result["replaced_surrogates"] == 2 and manifest(tmp_path / "out")["replaced_surrogates"] == 2
+    assert documents(tmp_path / "out", "train") == ["half \ufffd a pair \U0001F600 end \ufffd", "ok"]
+    assert "2 lone surrogate escape(s)" in capsys.readouterr().err

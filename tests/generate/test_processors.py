@@ -7,12 +7,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers.generation.logits_process import (LogitsProcessorList, MinNewTokensLengthLogitsProcessor,
-                                                    RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
-                                                    TopKLogitsWarper, TopPLogitsWarper)
+                                                    RepetitionPenaltyLogitsProcessor, SequenceBiasLogitsProcessor,
+                                                    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
+from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
-from lmstack.generate.processors import (DecodeState, logits_processors, pick, repetition_penalty, sampler, seen_tokens,
-                                        temperature, top_k, top_p)
+from lmstack.generate.processors import (DecodeState, frequency_presence, logit_bias, logits_processors, pick,
+                                        repetition_penalty, sampler, seen_tokens, temperature, top_k, top_p)
 
 V = 50
 
@@ -92,3 +93,56 @@ def test_decode_state_tracks_tokens_and_follows_beams():
     state.reorder(torch.tensor([1, 1]))
     assert torch.equal(state.seen[0], state.seen[1]) and state.seen[0].nonzero().flatten().tolist() == [3, 5]
     assert DecodeState.start([[1]], GenerationConfig(), vocab_size=6).seen is None
+
+
+def test_frequency_and_presence_penalties_follow_openai_formula():
+    """logit - f * count - p * (count > 0), counting generated tokens only (the prompt does not count)."""
+    config = GenerationConfig(frequency_penalty=0.7, presence_penalty=-0.4)
+    state = DecodeState.start([[1, 2, 2], [3]], config, vocab_size=V)
+    assert state.seen is None and state.counts.shape == (2, V) and not state.counts.any()
+    generated = [[4, 9], [4, 4]]
+    for step in zip(*generated):
+        state.push(list(step))
+    s = scores(7, rows=2)
+    expected = s.clone()
+    for row, tokens in enumerate(generated):
+        for token in set(tokens):
+            expected[row, token] -= 0.7 * tokens.count(token) - 0.4
+    assert torch.allclose(logits_processors(config)(state, s), expected, atol=1e-6)
+    state.reorder(torch.tensor([1, 1]))
+    assert torch.equal(state.counts[0], state.counts[1]) and state.counts[0, 4] == 2
+
+
+def test_logit_bias_matches_transformers_sequence_bias():
+    bias = {3: 5.0, 11: -100.0, 40: 0.25}
+    s = scores(8)
+    theirs = SequenceBiasLogitsProcessor({(t,): b for t, b in bias.items()})(torch.zeros(4, 3, dtype=torch.long),
+                                                                             s.clone())
+    assert torch.equal(logit_bias(s, bias), theirs)
+    assert torch.equal(logits_processors(GenerationConfig(logit_bias=bias))(DecodeState(), s), theirs)
+
+
+def test_penalties_and_bias_sit_between_repetition_penalty_and_temperature():
+    config = GenerationConfig(do_sample=True, temperature=0.5, repetition_penalty=1.3, frequency_penalty=1.0,
+                              logit_bias={2: 3.0})
+    state = DecodeState.start([[2, 5]], config, vocab_size=V)
+    state.push([5])
+    s = scores(9, rows=1)
+    step = repetition_penalty(s, state.seen, 1.3)
+    step = logit_bias(frequency_presence(step, state.counts, 1.0, 0.0), {2: 3.0})
+    assert torch.equal(logits_processors(config)(state, s), temperature(step, 0.5))
+
+
+@pytest.mark.parametrize("fields,words", [
+    ({"frequency_penalty": 2.5}, "frequency_penalty must be in [-2, 2], got 2.5"),
+    ({"presence_penalty": float("nan")}, "presence_penalty must be a finite number"),
+    ({"temperature": float("nan"), "do_sample": True}, "temperature must be a finite number"),
+    ({"top_p": float("inf")}, "top_p must be a finite number"),
+    ({"logit_bias": {5: 101}}, "logit_bias[5] must be a number in [-100, 100]"),
+    ({"logit_bias": {-1: 1}}, "logit_bias: keys must be token ids"),
+    ({"seed": 2**80}, "seed must be an integer in [-2**63, 2**63 - 1]"),
+])
+def test_config_names_the_bad_field(fields, words):
+    with pytest.raises(LmstackError) as e:
+        GenerationConfig(**fields)
+    assert words in str(e.value)

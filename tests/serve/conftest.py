@@ -11,17 +11,23 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
 import pytest
 import torch
+import uvicorn
 
 from lmstack.tools.specs import CALCULATOR_SPEC
 from lmstack.model import Transformer, build_model, preset
 from lmstack.model.hf import save_model
 from lmstack.text.chat import ChatFormat
+from lmstack.serve.app import Settings, create_app
+from lmstack.serve.engine import Engine
 from lmstack.text.tokenizer import IM_END, Tokenizer, train_bpe
 
 TEXT = ["The river town of Kell trades salt and amber. 凯尔河镇以盐和琥珀贸易为生。", "hello world, 你好，世界！",
@@ -119,3 +125,31 @@ def server(model_dir):
     yield url
     stop_server(proc)
     assert proc.returncode in (0, -15), proc.stdout.read()
+
+
+@contextmanager
+def live_app(model, tokenizer: Tokenizer, slots: int = 4, **settings) -> Iterator[str]:
+    """The app over ``model`` served by uvicorn in a thread of this process (real HTTP, no subprocess); yields
+    its base URL. ``settings`` are ``Settings`` fields (the model is named "tiny")."""
+    engine = Engine(model, tokenizer, slots=slots).start()
+    app = create_app(engine, Settings(model_name="tiny", **settings))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.stop()
+
+
+@pytest.fixture(scope="module")
+def live(tokenizer) -> Iterator[str]:
+    """Base URL of an in-process server over the tape model (no API key, 4 slots, unknown fields ignored)."""
+    with live_app(tape_model(tokenizer), tokenizer) as url:
+        yield url

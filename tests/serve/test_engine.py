@@ -11,6 +11,7 @@ import torch
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
 from lmstack.generate.decode import decode
+from lmstack.generate.grammar import Grammar
 from lmstack.serve.engine import Engine, EngineBusy, Event, Request
 
 from .conftest import random_model
@@ -164,3 +165,23 @@ class _Chars:
 
     def decode(self, ids: list[int]) -> str:
         return "".join(chr(65 + i % 58) for i in ids)
+
+
+def test_a_constrained_request_with_min_new_tokens_ends_where_its_grammar_does(tokenizer):
+    """min_new_tokens forbids the end token that a complete grammar requires: the row then keeps the grammar's
+    own choice (the end), as ``decode`` does, instead of picking from all -inf scores."""
+    schema = {"type": "object", "properties": {"a": {"const": 1}}, "required": ["a"], "additionalProperties": False}
+    grammar = Grammar.from_json_schema(schema, tokenizer, [tokenizer.eos_id])
+    model = random_model(tokenizer.vocab_size, seed=2)
+    engine = Engine(model, tokenizer, slots=2).start()
+    try:
+        events, emit = collect()
+        done = threading.Event()
+        config = GenerationConfig(max_new_tokens=40, min_new_tokens=30)
+        engine.submit(Request(tokenizer.encode("x"), config, lambda e: (emit(e), e.finish and done.set()),
+                              frozenset({tokenizer.eos_id}), constraint=grammar.constraint()))
+        assert done.wait(60)
+    finally:
+        engine.stop()
+    assert events[-1].finish == "stop" and events[-1].error is None
+    assert "".join(e.text for e in events) == '{"a":1}'

@@ -1,9 +1,14 @@
 """The C4 heuristics (Raffel et al. 2020, section 2.2; line lists from the released TFDS ``c4_utils``).
 
-Page rules drop a whole document: "lorem ipsum" anywhere, a curly brace anywhere (code), or fewer than
+Page rules drop a whole document: "lorem ipsum" anywhere, a curly brace anywhere (code; ``curated``: more
+than ``max_curly_braces`` per word), or fewer than
 ``min_sentences`` sentences once the line rules have run. Line rules delete single lines and keep the page:
-no terminal punctuation (or ending in an ellipsis), fewer than ``min_words_per_line`` words, the word
-"javascript", a cookie / privacy policy phrase. Chinese sentence marks count as terminal punctuation.
+no terminal punctuation (or ending in an ellipsis; only with ``terminal_punct``, which the ``web`` profile
+sets and ``curated`` does not, as FineWeb (Penedo et al. 2024) dropped it: it deletes titles, headings and
+lines ending in a bracket or a number), fewer than ``min_words_per_line`` words, the word "javascript", a
+cookie / privacy policy phrase. Chinese sentence marks count as terminal punctuation, and so does an ASCII
+".", "!" or "?" that touches a Han character ("模型.仿真", common in academic Chinese), where C4's rule, written
+for English, wants a space after it.
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ from __future__ import annotations
 import re
 
 from lmstack.data.clean.config import C4Config
+from lmstack.data.clean.langid import HAN
 from lmstack.data.clean.words import Words
 
-END_MARKS = (".", "?", "!", '"', "。", "！", "？", "”", "」", "』")
-_SENTENCE_END = re.compile(r"[.!?]+(?=[\s\"”’')\]]|$)|[。！？]+")
+END_MARKS = (".", "?", "!", '"', "。", "！", "？", "．", "”", "」", "』")
+_SENTENCE_END = re.compile(r"[.!?]+(?=[\s\"”’')\]]|$)"  # English: a space, a closing quote or the end after it
+                           f"|(?<=[{HAN}])[.!?]+|[.!?]+(?=[{HAN}])"  # an ASCII mark touching a Han character
+                           r"|[。！？．]+")
 
 
 def lorem_ipsum(w: Words, cfg: C4Config) -> str | None:
@@ -22,7 +30,14 @@ def lorem_ipsum(w: Words, cfg: C4Config) -> str | None:
 
 
 def curly_brace(w: Words, cfg: C4Config) -> str | None:
-    return "contains a curly brace" if "{" in w.text else None
+    """C4 drops any page with a '{' (``max_curly_braces: 0``); curated only pages with more than
+    ``max_curly_braces`` of them per word, which code and JSON have and set notation or wiki markup in prose not."""
+    braces = w.text.count("{")
+    if braces == 0:
+        return None
+    ratio = braces / max(len(w.words), 1)
+    return f"{braces} curly braces, {ratio:.3f} per word > {cfg.max_curly_braces}" \
+        if ratio > cfg.max_curly_braces else None
 
 
 def min_sentences(w: Words, cfg: C4Config) -> str | None:
@@ -32,7 +47,7 @@ def min_sentences(w: Words, cfg: C4Config) -> str | None:
 
 def terminal_punct(line: str, words: list[str], cfg: C4Config) -> bool:
     """True when the line fails: it does not end in terminal punctuation, or ends in an ellipsis."""
-    return not line.endswith(END_MARKS) or line.endswith("...")
+    return cfg.terminal_punct and (not line.endswith(END_MARKS) or line.endswith("..."))
 
 
 def line_words(line: str, words: list[str], cfg: C4Config) -> bool:

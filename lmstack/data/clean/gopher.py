@@ -2,7 +2,9 @@
 
 Each rule takes a document's ``Words`` and the ``GopherConfig`` and returns None when the document passes,
 or a short string with the measured value when it fails. Repetition rules run first, as in the paper.
-Chinese (``lang == "zh"``) counts jieba words or characters (see ``words.py``) and its own stop words.
+Chinese (``lang == "zh"``) counts jieba words or characters (see ``words.py``), its own stop words and,
+for the n-gram repetition rules and the share of words with a letter, its own thresholds (``*_cjk``; see
+``config.py``: FineWeb-2's for Chinese in the ``curated`` profile, Gopher's English ones in ``web``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ Rule = Callable[[Words, GopherConfig], "str | None"]
 BULLETS = ("•", "‣", "⁃", "◦", "●", "○", "▪", "■", "□", "►", "▶", "*", "-", "–", "—", "·")
 ELLIPSES = ("...", "…")
 _LETTER = re.compile(r"[^\W\d_]")
+# A transcript speaker label at the start of a line: '#', 1-30 characters that are neither '#' nor white space,
+# '#', then ':' or '：' (DialogSum's "#Person1#: ..."). A hashtag ("#话题# text", "#tag") has no colon right
+# after its closing '#' at a line start, so it still counts. "Name:" labels have no '#' and need nothing.
+SPEAKER_LABEL = re.compile(r"^[ \t]*#[^#\s]{1,30}#[:：]", re.MULTILINE)
 _PUNCT = "\"'()[]{}<>.,;:!?-–—…“”‘’«»、，。；：！？（）《》「」『』"
 
 
@@ -48,9 +54,11 @@ def dup_paragraph_chars(w: Words, cfg: GopherConfig) -> str | None:
 
 
 def top_ngram(w: Words, cfg: GopherConfig) -> str | None:
-    """Characters covered by the most frequent word n-gram, n = 2, 3, 4."""
-    for n, limit in zip((2, 3, 4), cfg.max_top_ngram_chars):
-        frac = top_ngram_chars(w, n)
+    """Characters covered by the most frequent word n-gram, n = 2, 3, 4, when it occurs ``top_ngram_min_count``
+    times or more (Gopher: twice; curated: three times, since in a short document a term named twice, as a
+    title and an abstract do, covers a fifth of it without any repetition a reader would notice)."""
+    for n, limit in zip((2, 3, 4), cfg.max_top_ngram_chars_cjk if w.cjk else cfg.max_top_ngram_chars):
+        frac = top_ngram_chars(w, n, cfg.top_ngram_min_count)
         if frac > limit:
             return f"top {n}-gram covers {frac:.3f} of characters > {limit}"
     return None
@@ -58,7 +66,7 @@ def top_ngram(w: Words, cfg: GopherConfig) -> str | None:
 
 def dup_ngram(w: Words, cfg: GopherConfig) -> str | None:
     """Characters covered by word n-grams that occur more than once, n = 5..10."""
-    limits = cfg.max_dup_ngram_chars
+    limits = cfg.max_dup_ngram_chars_cjk if w.cjk else cfg.max_dup_ngram_chars
     for i, (n, limit) in enumerate(zip(range(5, 11), limits)):
         frac = dup_ngram_chars(w, n)
         if frac > limit:
@@ -79,14 +87,15 @@ def _duplicates(items: list[str], total_chars: int) -> tuple[float, float]:
     return (n_dup / len(items) if items else 0.0), (dup_chars / total_chars if total_chars else 0.0)
 
 
-def top_ngram_chars(w: Words, n: int) -> float:
-    """Share of word characters inside all occurrences of the most frequent n-gram (0 if none repeats)."""
+def top_ngram_chars(w: Words, n: int, min_count: int = 2) -> float:
+    """Share of word characters inside all occurrences of the most frequent n-gram (0 if it occurs fewer than
+    ``min_count`` times)."""
     h = ngram_hashes(w.word_hashes, n)
     if len(h) == 0:
         return 0.0
     _, first, counts = np.unique(h, return_index=True, return_counts=True)
     top = counts.argmax()
-    if counts[top] < 2:
+    if counts[top] < max(min_count, 2):
         return 0.0
     start = first[top]
     return float(w.word_lengths[start : start + n].sum() * counts[top] / w.word_lengths.sum())
@@ -125,7 +134,11 @@ def mean_word_length(w: Words, cfg: GopherConfig) -> str | None:
 
 
 def symbol_ratio(w: Words, cfg: GopherConfig) -> str | None:
-    symbols = w.text.count("#") + sum(w.text.count(e) for e in ELLIPSES)
+    """'#' and ellipses per word; with ``skip_speaker_labels`` the '#' of ``SPEAKER_LABEL`` markup do not count."""
+    text = w.text
+    if cfg.skip_speaker_labels and "#" in text:
+        text = SPEAKER_LABEL.sub("", text)
+    symbols = text.count("#") + sum(text.count(e) for e in ELLIPSES)
     ratio = symbols / max(len(w.words), 1)
     limit = cfg.max_symbol_word_ratio
     return f"{ratio:.3f} '#' or ellipses per word > {limit}" if ratio > limit else None
@@ -146,7 +159,8 @@ def ellipsis_lines(w: Words, cfg: GopherConfig) -> str | None:
 
 def alpha_words(w: Words, cfg: GopherConfig) -> str | None:
     frac = sum(map(bool, map(_LETTER.search, w.words))) / max(len(w.words), 1)
-    return f"{frac:.3f} of words have a letter < {cfg.min_alpha_words}" if frac < cfg.min_alpha_words else None
+    limit = cfg.min_alpha_words_cjk if w.cjk else cfg.min_alpha_words
+    return f"{frac:.3f} of words have a letter < {limit}" if frac < limit else None
 
 
 def stop_words(w: Words, cfg: GopherConfig) -> str | None:

@@ -4,7 +4,11 @@ IP addresses and API-key-like secrets, and replace each with a typed placeholder
 A regular expression proposes a span and a validator must accept it, which is what keeps ordinary numbers,
 dates and version strings out: an identity number needs a real birth date and the ISO 7064 MOD 11-2 check
 digit (GB 11643-1999), a card number the Luhn check digit, an issuer prefix and a card-like grouping (4-4-4-4,
-4-6-5) or, written as one run of digits, a card word ("card", "visa", "卡"...) just before it, an
+4-6-5) or, written as one run of digits, either a card word ("card", "visa", "卡"...) just before it or an
+issuer's exact prefix and length (``ISSUERS``: Visa 4 and MasterCard 51-55 / 2221-2720 with 16 digits, Amex
+34 / 37 with 15, Discover 6011 / 644-649 / 65, JCB 3528-3589 with 16, UnionPay 62 with 16 or 19; ISO/IEC
+7812-1 numbering as the networks publish it) with no letter touching it: a random digit run passes the Luhn
+check one time in ten and carries such a prefix rarely, so order numbers, ISBNs and phone numbers stay. An
 IPv4 address four octets <= 255 and no "version" before it, an IPv6 address must parse. Phone numbers are
 E.164 numbers written with "+", Chinese mobile (1[3-9] + 9 digits) and landline (0xx-xxxxxxxx) numbers, and
 North American numbers with separators. Kinds are tried in the order of ``KINDS``; a span that overlaps an
@@ -58,6 +62,14 @@ _VERSION_WORDS = ("version", "ver.", "release", "build", "版本")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CARD_PREFIX = re.compile(r"4|5[1-5]|2[2-7]|3[47]|3[068]|35|6")
 _CARD_WORDS = re.compile(r"(?i:card|credit|debit|visa|master|amex|payment|account|pan\b)|卡")
+# (issuer, first digits as a range over that many digits, lengths): what an unbroken run needs without a card word.
+ISSUERS: tuple[tuple[str, int, int, tuple[int, ...]], ...] = (
+    ("visa", 4, 4, (16,)), ("mastercard", 51, 55, (16,)), ("mastercard", 2221, 2720, (16,)),
+    ("amex", 34, 34, (15,)), ("amex", 37, 37, (15,)), ("discover", 6011, 6011, (16,)),
+    ("discover", 644, 649, (16,)), ("discover", 65, 65, (16,)), ("jcb", 3528, 3589, (16,)),
+    ("unionpay", 62, 62, (16, 19)),
+)
+_LETTER_EDGE = re.compile(r"[A-Za-z_]")
 
 
 class Span(NamedTuple):
@@ -92,12 +104,27 @@ def _card(m: re.Match, text: str) -> tuple[int, int] | None:
     s = m.group()
     digits = re.sub(r"\D", "", s)
     groups = [len(g) for g in re.split(r"[ -]", s)]
-    if len(groups) == 1:  # an unbroken digit run is as likely a serial or order number: it needs a card word
-        card_like = bool(_CARD_WORDS.search(text, max(0, m.start() - 40), m.start()))
+    if len(groups) == 1:  # an unbroken digit run: a card word before it, or an issuer's exact prefix and length
+        card_like = bool(_CARD_WORDS.search(text, max(0, m.start() - 40), m.start())) or (
+            issuer(digits) is not None and not _touches_letter(text, m.start(), m.end()))
     else:
         card_like = len(set(re.findall(r"[ -]", s))) == 1 and (
             groups in ([4, 6, 5], [4, 6, 4]) or (all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4))
     return m.span() if card_like and _CARD_PREFIX.match(digits) and luhn_ok(digits) else None
+
+
+def issuer(digits: str) -> str | None:
+    """The card network whose prefix and length ``digits`` has (``ISSUERS``), or None."""
+    for name, low, high, lengths in ISSUERS:
+        width = len(str(low))
+        if len(digits) in lengths and low <= int(digits[:width]) <= high:
+            return name
+    return None
+
+
+def _touches_letter(text: str, start: int, end: int) -> bool:
+    """True when an ASCII letter or underscore sits right before or after text[start:end] (SN4111..., ...x)."""
+    return bool((start and _LETTER_EDGE.match(text[start - 1])) or (end < len(text) and _LETTER_EDGE.match(text[end])))
 
 
 def luhn_ok(digits: str) -> bool:

@@ -48,6 +48,8 @@ def clean(inputs: list[str], out: Path | None = None, config: CleanConfig | None
     """Filter, deduplicate and scrub a raw corpus into .jsonl shards that `lmstack prepare` reads.
     Settings: --config FILE.yaml (lmstack/configs/clean.yaml documents every key) and --section.key value,
     e.g. --dedup.threshold 0.7 --disable c4.terminal_punct,gopher.stop_words --workers 2.
+    --profile curated (the default: text written to be read) or web (C4 / Gopher as published, for crawled
+    pages) chooses the thresholds; explicit keys apply on top of it.
 
     Args:
         inputs: .txt, .jsonl, .parquet files or folders of them
@@ -84,14 +86,16 @@ def clean(inputs: list[str], out: Path | None = None, config: CleanConfig | None
 
     seconds = time.perf_counter() - t0
     ran = run_stats.data["stages"].get("normalize", {})
-    meta = {"inputs": [str(i) for i in inputs], "out": str(out), "config": _plain(cfg), "rules_disabled": cfg.disable,
+    meta = {"inputs": [str(i) for i in inputs], "out": str(out), "config": _plain(cfg),
+            "profile": cfg.profile, "rules_disabled": cfg.disable,
             "tasks": len(tasks), "tasks_resumed": len(done), "seconds": round(seconds, 2),
             "docs_per_s": round(ran.get("docs_in", 0) / seconds, 1),
             "mb_per_s": round(sum(t.size for t in todo) / 2**20 / seconds, 3)}
     report = build_report(stats, clusters, meta)
     write_report(out, report)
     return {
-        "out": str(out), **{k: report[k] for k in ("documents_in", "documents_out", "chars_in", "chars_out")},
+        "out": str(out), "profile": cfg.profile,
+        **{k: report[k] for k in ("documents_in", "documents_out", "chars_in", "chars_out")},
         "removed": {s: v["docs_in"] - v["docs_out"] for s, v in report["stages"].items()}, "pii": report["pii"],
         "bad_records": report["input"].get("bad_record_count", 0),
         "undecodable_bytes": report["input"].get("undecodable_bytes", 0),

@@ -2,28 +2,39 @@
 
 A task is a slice of one file (byte range at a line boundary, or a run of parquet row groups) of about
 ``task_mb``; each becomes one output shard, so shards are the unit of parallelism and of resuming.
-Bad input never stops a run: undecodable bytes become U+FFFD and are counted, a .jsonl line that is not a
-JSON object with a string ``text`` field is skipped and its line number recorded.
+Bad input never stops a run: undecodable bytes become U+FFFD and are counted, and so do lone surrogate escapes
+in JSON (``"\\ud800"``, the policy of every reader: ``lmstack.data.files``); a .jsonl line that is not a JSON
+object with a string ``text`` field is skipped and its line number recorded.
+
+Memory stays flat in line length: .txt files are read at most 1 MB of a line at a time, and a document longer
+than ``read.max_chars`` (500,000 characters: under Gopher's 100,000-word cap for English at ~6 characters a
+word) is cut into documents of at most that many characters, at the last paragraph break in the second half of
+each piece, else line break, else whitespace, else a character boundary. Each piece is a document of its own:
+its source is the document's ``file:line`` plus ``#k`` (k = 0, 1, ...), a .jsonl record's other fields go with
+every piece, and the report counts ``cut_documents`` and ``cut_pieces`` (input section). A .jsonl record is
+parsed whole, so it is held once as its line and once as its text.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterator
+
+import re
 
 import pyarrow.parquet as pq
 
 from lmstack.data.clean.config import ReadConfig
 from lmstack.data.clean.report import Stats
 from lmstack.data import files as input_files
+from lmstack.data.files import READ_BYTES
 from lmstack.errors import LmstackError
 
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".parquet": "parquet"}
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# Where a long document is cut, in order of preference: after a paragraph break, a line break, whitespace.
+BREAKS = (re.compile(r"\n[ \t]*\n\s*"), re.compile(r"\n\s*"), re.compile(r"\s+"))
 
 
 @dataclass
@@ -73,27 +84,38 @@ def plan(files: list[Path], cfg: ReadConfig, stats: Stats) -> list[Task]:
 
 def _blank(path: Path) -> bool:
     with open(path, "rb") as f:
-        return all(block.isspace() for block in iter(lambda: f.read(2**24), b""))
+        return all(block.isspace() for block in iter(lambda: f.read(READ_BYTES), b""))
 
 
 def _text_pieces(path: Path, step: int, blank_line: bool) -> list[tuple[int, int, int, int]]:
-    """(start, stop, first line, bytes): byte ranges that end at a line end (.txt blocks: after a blank line)."""
+    """(start, stop, first line, bytes): byte ranges that end at a line end (.txt blocks: after a blank line).
+    Read in bounded blocks, so a file that is one huge line costs no more memory than any other."""
     pieces, start, line, content = [], 0, 1, False
     size = path.stat().st_size
     with open(path, "rb") as f:
         while start < size:
             f.seek(min(start + step, size))
             if f.tell() < size:
-                while (row := f.readline()) and blank_line and row.strip():
-                    pass  # block mode: run on to the next blank line
+                _to_line_end(f)
+                while blank_line and (row := f.readline(READ_BYTES)) and row.strip():
+                    _to_line_end(f, row)  # block mode: run on to the next blank line
             stop = f.tell()
-            f.seek(start)
-            chunk = f.read(stop - start)
-            content = content or not chunk.isspace()
             pieces.append((start, stop, line, stop - start))
-            line += chunk.count(b"\n")
+            f.seek(start)
+            while f.tell() < stop:
+                block = f.read(min(READ_BYTES, stop - f.tell()))
+                content = content or not block.isspace()
+                line += block.count(b"\n")
             start = stop
     return pieces if content else []
+
+
+def _to_line_end(f, head: bytes = b"") -> None:
+    """Move past the end of the current line, reading it in bounded pieces."""
+    while not head.endswith(b"\n"):
+        head = f.readline(READ_BYTES)
+        if not head:
+            return
 
 
 def _parquet_pieces(path: Path, step: int, text_field: str) -> list[tuple[int, int, int, int]]:
@@ -118,17 +140,13 @@ def _parquet_pieces(path: Path, step: int, text_field: str) -> list[tuple[int, i
 
 def read_task(task: Task, cfg: ReadConfig, stats: Stats) -> Iterator[Doc]:
     if task.fmt == "parquet":
-        yield from _read_parquet(task, cfg, stats)
-        return
-    with open(task.path, "rb") as f:
-        f.seek(task.start)
-        data = f.read(task.stop - task.start)
-    if task.fmt == "jsonl":
-        yield from _read_jsonl(task, data, cfg, stats)
-    elif cfg.txt_unit == "file":
-        yield Doc(f"{task.path}:1", decode(data, stats))
+        docs = _read_parquet(task, cfg, stats)
+    elif task.fmt == "jsonl":
+        docs = _read_jsonl(task, cfg, stats)
     else:
-        yield from _read_blocks(task, decode(data, stats))
+        docs = _read_txt(task, cfg, stats)
+    for doc in docs:
+        yield from _cut(doc, cfg.max_chars, stats)
 
 
 def decode(data: bytes, stats: Stats) -> str:
@@ -141,38 +159,65 @@ def decode(data: bytes, stats: Stats) -> str:
         return text
 
 
-def _read_blocks(task: Task, text: str) -> Iterator[Doc]:
-    block: list[str] = []
-    start = task.first_line
-    for i, line in enumerate(text.split("\n")):
-        if line.strip():
-            if not block:
-                start = task.first_line + i
-            block.append(line)
-        elif block:
-            yield Doc(f"{task.path}:{start}", "\n".join(block))
-            block = []
-    if block:
-        yield Doc(f"{task.path}:{start}", "\n".join(block))
+def _cut(doc: Doc, max_chars: int, stats: Stats) -> Iterator[Doc]:
+    """``doc``, or (longer than ``max_chars``) its pieces as documents ``source#0``, ``source#1``, ..."""
+    if not max_chars or len(doc.text) <= max_chars:
+        yield doc
+        return
+    stats.count("input", "cut_documents")
+    for k, piece in enumerate(input_files.pieces_of(doc.text, max_chars, BREAKS)):
+        stats.count("input", "cut_pieces")
+        yield Doc(f"{doc.source}#{k}", piece, dict(doc.meta))
 
 
-def _read_jsonl(task: Task, data: bytes, cfg: ReadConfig, stats: Stats) -> Iterator[Doc]:
-    for i, raw in enumerate(data.split(b"\n")):
-        if not raw.strip():
+def _read_txt(task: Task, cfg: ReadConfig, stats: Stats) -> Iterator[Doc]:
+    """Blocks (or the whole file) streamed in pieces; a block that outgrows ``max_chars`` is cut as it is read,
+    so it is never held whole."""
+    lines = input_files.line_pieces(task.path, task.start, task.stop, task.first_line, strict=False)
+
+    def counted():
+        for piece in lines:
+            if piece.replaced:
+                stats.count("input", "undecodable_bytes", piece.replaced)
+            yield piece
+
+    by_blocks = cfg.txt_unit == "block"
+    cut = lambda text, n: input_files.cut_point(text, 0, n, BREAKS)  # noqa: E731
+    for block in input_files.blocks(counted(), cfg.max_chars, cut, by_blank_lines=by_blocks):
+        source = f"{task.path}:{block.line if by_blocks else 1}"
+        if block.index == 0 and block.last:
+            yield Doc(source, block.text)
             continue
-        line = task.first_line + i
-        try:
-            record = json.loads(decode(raw, stats))
-        except json.JSONDecodeError as e:
-            _bad(stats, task.path, line, f"not JSON ({e.msg})")
-            continue
-        if _SURROGATE_ESCAPE.search(raw):
-            record = _no_surrogates(record, stats)
-        text = record.pop(cfg.text_field, None) if isinstance(record, dict) else None
-        if not isinstance(text, str):
-            _bad(stats, task.path, line, f"no string '{cfg.text_field}' field")
-            continue
-        yield Doc(f"{task.path}:{line}", text, record)
+        if block.index == 0:
+            stats.count("input", "cut_documents")
+        stats.count("input", "cut_pieces")
+        yield Doc(f"{source}#{block.index}", block.text)
+
+
+def _read_jsonl(task: Task, cfg: ReadConfig, stats: Stats) -> Iterator[Doc]:
+    with open(task.path, "rb") as f:
+        f.seek(task.start)
+        line = task.first_line - 1
+        while f.tell() < task.stop:
+            raw = f.readline(task.stop - f.tell())
+            line += 1
+            if not raw.strip():
+                continue
+            text = decode(raw, stats)
+            del raw  # a huge record is held as its line and its text, not more
+            try:
+                record, replaced = input_files.loads(text)
+            except json.JSONDecodeError as e:
+                _bad(stats, task.path, line, f"not JSON ({e.msg})")
+                continue
+            del text
+            if replaced:
+                stats.count("input", "undecodable_bytes", replaced)
+            text = record.pop(cfg.text_field, None) if isinstance(record, dict) else None
+            if not isinstance(text, str):
+                _bad(stats, task.path, line, f"no string '{cfg.text_field}' field")
+                continue
+            yield Doc(f"{task.path}:{line}", text, record)
 
 
 def _read_parquet(task: Task, cfg: ReadConfig, stats: Stats) -> Iterator[Doc]:
@@ -186,19 +231,6 @@ def _read_parquet(task: Task, cfg: ReadConfig, stats: Stats) -> Iterator[Doc]:
             else:
                 _bad(stats, task.path, row, f"'{cfg.text_field}' is {type(text).__name__}, not a string")
             row += 1
-
-
-def _no_surrogates(value, stats: Stats):
-    """JSON can spell lone surrogates (\\ud800) that no UTF-8 writer accepts: replace and count them."""
-    if isinstance(value, str):
-        fixed, n = _SURROGATE.subn("\ufffd", value)
-        stats.count("input", "undecodable_bytes", n)
-        return fixed
-    if isinstance(value, list):
-        return [_no_surrogates(v, stats) for v in value]
-    if isinstance(value, dict):
-        return {_no_surrogates(k, stats): _no_surrogates(v, stats) for k, v in value.items()}
-    return value
 
 
 def _bad(stats: Stats, path: str, line: int, error: str) -> None:

@@ -108,6 +108,8 @@ def render_markdown(r: dict[str, Any]) -> str:
     lines = ["# lmstack clean report", "",
              f"{r['documents_in']:,} documents ({r['chars_in']:,} characters) in, "
              f"{r['documents_out']:,} documents ({r['chars_out']:,} characters) out.", "",
+             f"Profile: **{r.get('profile', 'curated')}**"
+             + (f"; rules disabled: {', '.join(r['rules_disabled'])}" if r.get("rules_disabled") else "") + ".", "",
              "| stage | docs in | docs out | removed | chars in | chars out |", "|---|---:|---:|---:|---:|---:|"]
     for name, s in r["stages"].items():
         lines.append(f"| {name} | {s['docs_in']:,} | {s['docs_out']:,} | {s['docs_in'] - s['docs_out']:,} "

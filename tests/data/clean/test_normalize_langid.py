@@ -6,8 +6,20 @@ CFG = NormalizeConfig()
 
 
 def test_nfkc_folds_fullwidth_and_ligatures():
-    assert normalize("ＡＢＣ１２３ ﬁne", CFG) == "ABC123 fine"
-    assert normalize("他说：你好！", CFG) == "他说:你好!"
+    assert normalize("ＡＢＣ１２３ ﬁne ｘ²", CFG) == "ABC123 fine x2"
+    assert normalize("他说：你好！", NormalizeConfig(keep_cjk_punct=False)) == "他说:你好!"  # plain NFKC
+
+
+def test_nfkc_keeps_cjk_punctuation():
+    kept = ("，。、；：？！…（）《》〈〉「」『』【】〔〕〜・“”‘’",
+            "！＂＃＄％＆＇＊＋－．／＜＝＞＠［＼］＾＿｀｛｜｝～｟｠")
+    for text in kept:  # U+3000-303F, the punctuation of U+FF01-FF60, U+2026
+        assert normalize(text, CFG) == text
+    assert normalize("他说：“你好！”……（注１）占５０％，ＡＩ。", CFG) == "他说：“你好！”……（注1）占50％，AI。"
+    assert normalize("｡｢引用｣､", CFG) == "。「引用」、"  # half-width CJK punctuation takes its usual form
+    assert normalize("第一章　总则", CFG) == "第一章 总则"  # the ideographic space is whitespace
+    assert normalize("第一章　总则", NormalizeConfig(whitespace=False)) == "第一章　总则"
+    assert normalize("é，ｅ́", CFG) == "é，é"  # composition still happens on both sides
 
 
 def test_nfc_keeps_fullwidth_and_none_keeps_everything():

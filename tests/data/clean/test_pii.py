@@ -74,7 +74,8 @@ PII_FREE = [
     "Matthew 5:3 and std::vector<int> and A::B and 00:1a:2b:3c:4d:5e are not addresses.",
     "2024年3月15日，全市GDP增长5.2%，人口2189万，编号2023001234，邮编100084。",
     "The secret: ingredients matter; the password is long gone.",
-    "Serial 5468468562136070 shipped with order 4111111111111111.",  # Luhn-valid, but no card word or grouping
+    "Serial 5468468562136071 shipped with order 4111111111111112.",  # issuer prefixes, but Luhn-invalid
+    "Order 9111111111111111 and tracking 1234567812345670 arrived.",  # Luhn-valid, but no issuer prefix
     "Coordinates 48.8566, 2.3522 and ratio 16:9 at 7:45 pm; call 1-2-3.",
 ]
 
@@ -91,3 +92,52 @@ def test_scrub_counts_kinds_and_overlaps_go_to_the_first_kind():
     assert out == "Mail <EMAIL> or call <PHONE>, server <IPV4>."
     assert counts == {"email": 1, "phone": 1, "ipv4": 1}
     assert scrub(text, ["phone"])[0] == "Mail <PHONE>@qq.com or call <PHONE>, server 10.0.0.1."
+
+
+def _luhn(body: str) -> str:
+    """``body`` plus the digit that makes it pass the Luhn check."""
+    return next(body + d for d in "0123456789" if luhn_ok(body + d))
+
+
+# Unbroken runs with no card word nearby: an issuer's exact prefix and length plus the Luhn digit is a card.
+UNBROKEN_CARDS = [_luhn("4" + "01234567890123"), _luhn("5" + "1" + "2" * 13), _luhn("5" + "5" * 14),
+                  _luhn("2221" + "0" * 11), _luhn("2720" + "9" * 11), _luhn("34" + "1" * 12), _luhn("37" + "2" * 12),
+                  _luhn("6011" + "3" * 11), _luhn("65" + "4" * 13), _luhn("62" + "5" * 13), _luhn("62" + "7" * 16),
+                  _luhn("3528" + "6" * 11), _luhn("3589" + "8" * 11)]
+
+
+@pytest.mark.parametrize("number", UNBROKEN_CARDS)
+def test_unbroken_issuer_runs_are_cards_without_a_card_word(number):
+    for text in (f"Order ref {number} shipped.", f"订单{number}已发货。", number):
+        spans = find(text)
+        assert [(s.kind, text[s.start : s.end]) for s in spans] == [("card", number)], text
+        assert scrub(text)[0] == text.replace(number, "<CARD>")
+
+
+NEAR_MISSES = [
+    _luhn("4" + "1" * 14)[:-1] + str((int(_luhn("4" + "1" * 14)[-1]) + 1) % 10),  # Visa prefix, Luhn-invalid
+    _luhn("9" + "1" * 14),  # Luhn-valid, no issuer starts with 9
+    _luhn("1" + "2" * 14),  # ... nor with 1
+    _luhn("56" + "0" * 13),  # 56 is not MasterCard (51-55)
+    _luhn("2720" + "9" * 10),  # MasterCard prefix, 15 digits
+    _luhn("34" + "1" * 13),  # Amex prefix, 16 digits
+    _luhn("4" + "3" * 13),  # Visa prefix, 15 digits
+    _luhn("4" + "3" * 17),  # Visa prefix, 19 digits
+    _luhn("3590" + "1" * 11),  # past JCB's 3528-3589
+    "9787111213829",  # an ISBN-13 without hyphens
+]
+
+
+@pytest.mark.parametrize("number", NEAR_MISSES)
+def test_unbroken_runs_without_issuer_length_and_luhn_stay(number):
+    assert find(f"Order ref {number} shipped.") == []
+    assert find(f"编号{number}已归档。") == []
+
+
+def test_unbroken_runs_touching_letters_stay_but_a_card_word_still_finds_them():
+    number = _luhn("4" + "2" * 14)
+    assert find(f"part SN{number} and {number}x") == []
+    text = f"credit card {number}x"
+    assert [(s.kind, text[s.start : s.end]) for s in find(text)] == [("card", number)]
+    order = _luhn("20240315000123456")  # 18 digits, Luhn-valid: a date-led order number, not a card length
+    assert [s.kind for s in find(f"手机13812345678，订单号{order}。")] == ["phone"]

@@ -13,6 +13,8 @@ from lmstack.data.clean.config import CleanConfig, DedupConfig, ReadConfig
 from lmstack.data.clean.pipeline import RULES, clean
 from lmstack.errors import LmstackError
 
+WEB = CleanConfig.preset("web", {"workers": 1})
+
 NOUNS = "river town bridge farmer trader family road city garden teacher market harbour village forest".split()
 ADJS = "old quiet busy narrow green distant bright small famous gentle".split()
 VERBS = "crossed visited painted described remembered followed repaired admired".split()
@@ -91,7 +93,7 @@ def outputs(out: Path) -> tuple[list[dict], list[dict]]:
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("corpus")
     fates = make_corpus(folder)
-    result = clean([str(folder)], folder / "out", CleanConfig(workers=1))
+    result = clean([str(folder)], folder / "out", WEB)  # the corpus's fates are those of the published rules
     return folder, fates, result
 
 
@@ -113,7 +115,7 @@ def test_kept_records_keep_fields_text_first_and_scrub_pii(run):
     assert all(list(r)[0] == "text" and r["clean"]["lang"] in ("en", "zh") for r in kept)
     by_id = {r.get("id"): r for r in kept + removed}
     assert by_id["en2"]["text"].endswith("Write to <EMAIL> or call <PHONE> today.")
-    assert "我的手机号是<PHONE>,身份证号码是<CN_ID>。" in by_id["zh1"]["text"]  # NFKC: ， -> ,
+    assert "我的手机号是<PHONE>，身份证号码是<CN_ID>。" in by_id["zh1"]["text"]  # NFKC keeps ，
     assert by_id["short"]["text"].endswith("town. Mail <EMAIL>.")  # removed documents are scrubbed too
     assert "cookie" not in by_id["en3"]["text"] and "JavaScript" not in by_id["en3"]["text"]
     assert len(by_id["no-punct"]["text"].splitlines()) == 8  # a dropped page is kept whole, before line cuts
@@ -151,6 +153,22 @@ def test_report_accounts_for_every_document_and_line(run):
     assert report["dedup"]["duplicates"] == 3 and report["languages"]["fr"] == 1
     md = (folder / "out" / "report.md").read_text(encoding="utf-8")
     assert "| gopher_quality |" in md and "| dedup.near | 2 |" in md and "line 4: not JSON" in md
+    assert report["profile"] == "web" and "Profile: **web**." in md
+
+
+def test_curated_profile_keeps_what_web_drops_for_shortness_and_stray_braces(run, tmp_path):
+    folder, fates, _ = run
+    result = clean([str(folder / "corpus.jsonl"), str(folder / "extra.txt")], tmp_path / "cur", CleanConfig(workers=1))
+    kept, removed = outputs(tmp_path / "cur")
+    got = {r["id"]: "kept" for r in kept if "id" in r} | {r["id"]: r["clean"]["rule"] for r in removed if "id" in r}
+    # 16 words pass the word count (the note then meets the stop-word rule: "the" is its only one); one '{' in
+    # 90 words is not code; a page with no sentence mark (its lines are no longer cut for lacking one) still
+    # goes, now for having no sentence.
+    assert got == fates | {"short": "gopher.stop_words", "code": "kept", "no-punct": "c4.min_sentences"}
+    assert result["profile"] == "curated"
+    report = json.loads((tmp_path / "cur" / "report.json").read_text(encoding="utf-8"))
+    assert "c4.terminal_punct" not in report["line_rules"]  # "Helpdesk <PHONE>" stays in its page
+    assert "Profile: **curated**." in (tmp_path / "cur" / "report.md").read_text(encoding="utf-8")
 
 
 def test_cli_json_overrides_and_errors(tmp_path, capsys):
@@ -230,7 +248,7 @@ def test_a_new_batch_is_deduplicated_against_an_earlier_run(tmp_path):
 
 def test_two_workers_give_the_same_output(run, tmp_path):
     folder, _, result = run
-    cfg = CleanConfig(workers=2, read=ReadConfig(task_mb=0.002))
+    cfg = CleanConfig.preset("web", {"workers": 2, "read": {"task_mb": 0.002}})
     parallel = clean([str(folder / "corpus.jsonl"), str(folder / "extra.txt")], tmp_path / "par", cfg)
     assert parallel["documents_out"] == result["documents_out"]
     kept, removed = outputs(tmp_path / "par")
@@ -241,7 +259,32 @@ def test_two_workers_give_the_same_output(run, tmp_path):
 
 def test_default_yaml_is_the_dataclass_and_every_rule_can_be_disabled():
     shipped = Path(pipeline.__file__).parents[2] / "configs" / "clean.yaml"
-    assert build(CleanConfig, load_yaml(shipped)) == CleanConfig()
+    assert build(CleanConfig, load_yaml(shipped)) == CleanConfig() == CleanConfig.preset("curated")
     assert len(set(RULES)) == len(RULES)
     cfg = CleanConfig(disable=list(RULES))
     assert pipeline.Cleaner(cfg).enabled == set()
+
+
+def test_profiles_fill_in_under_explicit_keys():
+    web = build(CleanConfig, {"profile": "web"})
+    assert (web.c4.min_sentences, web.c4.terminal_punct, web.c4.min_words_per_line, web.gopher.word_count) == \
+        (3, True, 5, [50, 100000])
+    assert web.gopher.max_top_ngram_chars_cjk == web.gopher.max_top_ngram_chars  # Gopher's English values
+    cur = CleanConfig()
+    assert (cur.c4.min_sentences, cur.c4.terminal_punct, cur.gopher.word_count) == (1, False, [10, 100000])
+    # an explicit key wins over the profile, from a file naming the profile or a flag, and the profile's other
+    # values stay (a --profile flag beats the file: see test_profiles.py)
+    mixed = build(CleanConfig, {"profile": "web", "c4": {"min_sentences": 1}}, flags={"gopher": {"min_stop_words": 1}})
+    assert (mixed.profile, mixed.c4.min_sentences, mixed.c4.min_words_per_line, mixed.gopher.min_stop_words,
+            mixed.gopher.word_count) == ("web", 1, 5, 1, [50, 100000])
+    with pytest.raises(LmstackError, match="unknown profile 'strict'; known profiles: curated, web"):
+        build(CleanConfig, {"profile": "strict"})
+
+
+def test_cli_profile_flag(tmp_path, capsys):
+    make_corpus(tmp_path)
+    main(["clean", str(tmp_path / "corpus.jsonl"), "--out", str(tmp_path / "o"), "--json", "--workers", "1",
+          "--profile", "web", "--c4.min_sentences", "2"])
+    assert json.loads(capsys.readouterr().out)["profile"] == "web"
+    config = json.loads((tmp_path / "o" / "report.json").read_text(encoding="utf-8"))["config"]
+    assert (config["profile"], config["c4"]["min_sentences"], config["c4"]["terminal_punct"]) == ("web", 2, True)

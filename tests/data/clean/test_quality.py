@@ -3,10 +3,12 @@
 import pytest
 
 from lmstack.data.clean import c4, gopher
-from lmstack.data.clean.config import C4Config, GopherConfig
+from lmstack.data.clean.config import C4Config, CleanConfig, GopherConfig
 from lmstack.data.clean.words import Words
 
-G, C = GopherConfig(), C4Config()
+G, C = GopherConfig(), C4Config()  # the curated profile (the default)
+WEB = CleanConfig.preset("web")
+GW, CW = WEB.gopher, WEB.c4  # the rules as published
 GOOD_EN = ("The history of the river valley is long, and the people who lived there have told it in many ways. "
            "Farmers and traders came to the valley with their families, and they built small towns along the water. "
            "Over the years the towns grew into cities that were connected by roads and bridges of stone.")
@@ -56,6 +58,12 @@ def test_symbol_ratio():
     assert "'#'" in gopher.symbol_ratio(en("#tag #tag #tag some words here"), G)
     assert gopher.symbol_ratio(en("wait... " + "word " * 30), G) is None
     assert gopher.symbol_ratio(zh("等等……" * 5 + "好"), G) is not None
+    turns = "#Person1#: Are you ready to order now?\n#Person2#: Yes, a salad and a cup of tea, please."
+    assert gopher.symbol_ratio(en(turns), G) is None  # speaker labels are markup in curated ...
+    assert "0.235 '#'" in gopher.symbol_ratio(en(turns), GW)  # ... and four '#' in 17 words in web
+    assert "0.235 '#'" in gopher.symbol_ratio(en(turns.replace("#:", "#")), G)  # no colon: a hashtag
+    assert gopher.symbol_ratio(zh("#主持人#：欢迎大家来到今天的节目，我们今天聊一聊城市里的公园和绿地。"), G) is None
+    assert gopher.symbol_ratio(zh("#城市公园# 欢迎大家来到今天的节目，我们今天聊一聊城市里的公园。"), G) is not None
 
 
 def test_bullet_and_ellipsis_lines():
@@ -111,10 +119,11 @@ def test_dup_ngram_counts_overlaps_once():
 def test_c4_page_rules():
     assert c4.lorem_ipsum(en("Intro. Lorem Ipsum dolor sit amet."), C)
     assert c4.curly_brace(en("function f() { return 1; }"), C)
-    assert "sentences" in c4.min_sentences(en("Only one sentence here."), C)
-    assert c4.min_sentences(en("One. Two! Three? Four."), C) is None
-    assert c4.min_sentences(zh("第一句。第二句！第三句？"), C) is None
-    assert c4.min_sentences(zh("只有一句。"), C) is not None
+    assert "sentences" in c4.min_sentences(en("Only one sentence here."), CW)
+    assert c4.min_sentences(en("One. Two! Three? Four."), CW) is None
+    assert c4.min_sentences(zh("第一句。第二句！第三句？"), CW) is None
+    assert c4.min_sentences(zh("只有一句。"), CW) is not None
+    assert c4.min_sentences(zh("只有一句。"), C) is None and c4.min_sentences(en("No mark at all"), C) is not None
 
 
 def test_c4_line_rules_drop_lines_not_pages():
@@ -125,7 +134,7 @@ def test_c4_line_rules_drop_lines_not_pages():
             "By using this site you accept our cookie policy and terms.\n"
             "Is this line a question with enough words in it?\n"
             "This line trails off with an ellipsis and never ends...")
-    kept, removed = c4.filter_lines(en(text), C, set(c4.LINE_RULES))
+    kept, removed = c4.filter_lines(en(text), CW, set(c4.LINE_RULES))
     assert kept == ("We value the people who read this site every single day.\n"
                     "Is this line a question with enough words in it?")
     assert [r for r, _ in removed] == ["c4.terminal_punct", "c4.javascript", "c4.line_words", "c4.policy",
@@ -134,8 +143,8 @@ def test_c4_line_rules_drop_lines_not_pages():
 
 def test_c4_line_rules_chinese_and_switches():
     text = "首页 | 关于我们\n河谷的历史很长，人们用许多方式讲述它。\n请启用JavaScript以查看此页面。"
-    kept, removed = c4.filter_lines(zh(text), C, set(c4.LINE_RULES))
+    kept, removed = c4.filter_lines(zh(text), CW, set(c4.LINE_RULES))
     assert kept == "河谷的历史很长，人们用许多方式讲述它。"
     assert {r for r, _ in removed} == {"c4.terminal_punct", "c4.javascript"}
-    kept, removed = c4.filter_lines(zh(text), C, set(c4.LINE_RULES) - {"c4.terminal_punct", "c4.javascript"})
+    kept, removed = c4.filter_lines(zh(text), CW, set(c4.LINE_RULES) - {"c4.terminal_punct", "c4.javascript"})
     assert removed == [("c4.line_words", "首页 | 关于我们")]

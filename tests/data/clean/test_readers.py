@@ -103,3 +103,61 @@ def test_tasks_split_at_boundaries_and_keep_line_numbers(tmp_path, suffix, sep):
     assert [d.text.strip() for d in docs] == [t.strip() for t in texts]
     step = 1 if suffix == ".jsonl" else 2
     assert [int(d.source.rsplit(":", 1)[1]) for d in docs] == [1 + step * i for i in range(300)]
+
+
+def _consume_peak(task_docs) -> tuple[int, int, int]:
+    """Python's peak allocation while the documents are read one by one (none kept), their count and chars."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        n = chars = 0
+        for doc in task_docs():
+            n, chars = n + 1, chars + len(doc.text)
+        return tracemalloc.get_traced_memory()[1], n, chars
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
+def test_a_huge_line_is_read_in_bounded_memory_and_cut_into_documents(tmp_path, suffix):
+    """One 6 MB line, no newline: before, the reader held the line several times over (the task's bytes, their
+    split, the decoded text); now a .txt line is streamed (5 MB peak) and a .jsonl record held as line + text."""
+    words = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor " * 80_000)[:6_000_000]
+    path = tmp_path / f"big{suffix}"
+    path.write_text(words if suffix == ".txt" else json.dumps({"text": words, "id": 3}) + "\n", encoding="utf-8")
+    cfg = ReadConfig(max_chars=500_000)
+    stats = Stats()
+    tasks = plan(find_files([str(path)]), cfg, stats)
+    peak, n, chars = _consume_peak(lambda: (d for t in tasks for d in read_task(t, cfg, stats)))
+    assert n == 13 and chars == len(words)  # pieces of at most 500K characters, cut at a space; nothing lost
+    assert peak < (8 if suffix == ".txt" else 16) * 2**20, peak / 2**20  # before: 17 MB and 23 MB
+    assert stats.data["input"]["cut_documents"] == 1 and stats.data["input"]["cut_pieces"] == 13
+
+
+def test_cut_pieces_end_at_paragraph_line_or_word_breaks(tmp_path):
+    para = ("A sentence of several words here. " * 40).strip()  # 1,359 characters
+    text = para + "\n\n" + "tail line " * 300 + "x" * 5_000
+    (tmp_path / "a.jsonl").write_text(json.dumps({"text": text, "lang": "en"}) + "\n", encoding="utf-8")
+    docs, info, _ = read_all([tmp_path / "a.jsonl"], ReadConfig(max_chars=2_000))
+    assert "".join(d.text for d in docs) == text
+    assert all(len(d.text) <= 2_000 for d in docs)
+    assert [d.source.rsplit(":", 1)[1] for d in docs] == [f"1#{k}" for k in range(len(docs))]
+    assert all(d.meta == {"lang": "en"} for d in docs)
+    assert docs[0].text == para + "\n\n"  # the paragraph break in the piece's second half
+    assert docs[1].text.endswith("line ") and len(docs[1].text) > 1_900  # no paragraph or line break: a space
+    assert "x" * 2_000 in [d.text for d in docs]  # no break at all: a character boundary
+    assert info["cut_documents"] == 1 and info["cut_pieces"] == len(docs)
+    whole, info, _ = read_all([tmp_path / "a.jsonl"], ReadConfig(max_chars=0))
+    assert [d.text for d in whole] == [text] and "cut_documents" not in info
+
+
+def test_txt_block_longer_than_max_chars_is_cut_while_reading(tmp_path):
+    lines = [f"line {i} " + "word " * 30 for i in range(200)]  # one block of ~32K characters
+    (tmp_path / "a.txt").write_text("\n".join(lines) + "\n\nnext block\n", encoding="utf-8")
+    docs, info, _ = read_all([tmp_path / "a.txt"], ReadConfig(max_chars=5_000))
+    assert docs[-1].text == "next block" and docs[-1].source.endswith("a.txt:202")
+    pieces = docs[:-1]
+    assert "".join(d.text for d in pieces) == "\n".join(lines)
+    assert all(len(d.text) <= 5_000 for d in pieces[:-1]) and all(d.text.endswith("\n") for d in pieces[:-1])
+    assert [d.source.rsplit(":", 1)[1] for d in pieces] == [f"1#{k}" for k in range(len(pieces))]

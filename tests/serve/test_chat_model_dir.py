@@ -1,0 +1,31 @@
+"""A chat model's directory ends replies at the turn's end in ``transformers`` too: generation_config.json lists
+eos and every turn-end id of the chat template (as Qwen's chat models do)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lmstack.text.chat import ChatFormat
+from lmstack.text.tokenizer import IM_END
+
+from .conftest import TOOL_MESSAGES, TOOL_REPLY, TOOLS
+
+
+def test_generation_config_stops_transformers_at_the_turn_end(model_dir, tokenizer):
+    config = json.loads((model_dir / "generation_config.json").read_text())
+    assert config["eos_token_id"] == [tokenizer.eos_id, tokenizer.token_to_id(IM_END)]
+    assert set(config["eos_token_id"]) == ChatFormat(tokenizer).end_ids
+    assert json.loads((model_dir / "config.json").read_text())["eos_token_id"] == tokenizer.eos_id
+    hf_tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    ids = hf_tokenizer.apply_chat_template(TOOL_MESSAGES, tools=TOOLS, add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True)["input_ids"]
+    assert ids[0].tolist() == ChatFormat(tokenizer).encode(TOOL_MESSAGES, TOOLS)
+    with torch.no_grad():  # the tape model writes TOOL_REPLY, <|im_end|>, then (were it not stopped) more text
+        out = model.generate(ids, max_new_tokens=60, do_sample=False)
+    new = out[0, ids.size(1):].tolist()
+    assert new[-1] == tokenizer.token_to_id(IM_END)
+    assert hf_tokenizer.decode(new, skip_special_tokens=True) == TOOL_REPLY  # no trailing newline or next turn
