@@ -23,6 +23,7 @@ from lmstack.data.prepare import prepare
 from lmstack.data.synth import synth
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.eval.chat import exact_match
+from lmstack.eval.evaluate_command import evaluate
 from lmstack.eval.perplexity import unigram_baseline
 from lmstack.generate.api import GenerationConfig, generate
 from lmstack.io import atomic_open, read_json, read_jsonl
@@ -51,36 +52,40 @@ def demo(out: Path = Path("runs/demo"), max_iters: int | None = None, vocab_size
         vocab_size: BPE vocabulary size
     """
     out, timings, t0 = Path(out), {}, time.perf_counter()
-    _say("1/7 synthesising the bilingual corpus")
+    _say("1/8 synthesising the bilingual corpus")
     corpus = synth(out=out / "corpus")
     timings["synth"] = time.perf_counter() - t0
-    _say("2/7 training a byte-level BPE tokenizer and writing token shards")
+    _say("2/8 training a byte-level BPE tokenizer and writing token shards")
     data = prepare([out / "corpus" / "pretrain.jsonl"], out=out / "data", vocab_size=vocab_size, chat_markup=True)
     baseline = unigram_baseline(out / "data")
     timings["prepare"] = time.perf_counter() - t0 - sum(timings.values())
     _say(f"   unigram baseline: {baseline:.3f} nats/token (perplexity {math.exp(baseline):.1f})")
-    _say("3/7 pretraining")
+    _say("3/8 pretraining")
     overrides = {"data": str(out / "data"), "out": str(out / "train")}
     if max_iters:
         overrides |= {"max_iters": max_iters, "eval_interval": max(1, max_iters // 6)}
     cfg = build(TrainConfig, merge(load_yaml(CONFIG), overrides), str(CONFIG))
     result = train(cfg, overwrite=True)  # the demo owns its folder: a rerun replaces it
     timings["train"] = time.perf_counter() - t0 - sum(timings.values())
-    _say("4/7 decoding")
+    _say("4/8 decoding")
     samples = decode_samples(out / "train" / "model", read_json(out / "corpus" / "world.json"))
     timings["decode"] = time.perf_counter() - t0 - sum(timings.values())
-    _say("5/7 instruction tuning (LoRA) and held-out questions before and after")
+    _say("5/8 instruction tuning (LoRA) and held-out questions before and after")
     sft = instruction_tuning(out, max_iters)
     timings["instruction tuning"] = time.perf_counter() - t0 - sum(timings.values())
-    _say("6/7 retrieval (BM25) and extractive question answering over the synthetic passages")
+    _say("6/8 retrieval (BM25) and extractive question answering over the synthetic passages")
     qa = question_answering(out)
     timings["retrieval + QA"] = time.perf_counter() - t0 - sum(timings.values())
-    _say("7/7 writing the report")
+    _say("7/8 evaluation (lm-evaluation-harness tasks): multiple choice about the world, base vs LoRA-tuned")
+    evaluation = evaluation_step(out)
+    timings["evaluation"] = time.perf_counter() - t0 - sum(timings.values())
+    _say("8/8 writing the report")
     evals = [r for _, r in read_jsonl(out / "train" / "metrics.jsonl") if "val_loss" in r]
-    write_report(out / "report.md", corpus, data, baseline, evals, samples, sft, qa, timings, result)
+    write_report(out / "report.md", corpus, data, baseline, evals, samples, sft, qa, evaluation, timings, result)
     return {"report": str(out / "report.md"), "unigram_val_loss": baseline, "first_val_loss": evals[0]["val_loss"],
             "val_loss": result["val_loss"], "val_ppl": result["val_ppl"], "unigram_ppl": math.exp(baseline),
             "exact_match_before": sft["before"]["exact_match"], "exact_match_after": sft["after"]["exact_match"],
+            "mc_acc_base": evaluation["base"], "mc_acc_tuned": evaluation["tuned"],
             "qa_recall@1": qa["recall@1"], "qa_reader_exact": qa["reader_exact"], "qa_open_exact": qa["open_exact"],
             "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -104,6 +109,18 @@ def instruction_tuning(out: Path, max_iters: int | None) -> dict:
     for b, a in zip(before["examples"], after["examples"]):
         _say(f"   {b['question']!r}: {b['reply'][:60]!r} -> {a['reply'][:60]!r}")
     return {"before": before, "after": after, "result": result}
+
+
+def evaluation_step(out: Path) -> dict:
+    """``lmstack evaluate world_mc`` (zero-shot multiple choice by log-likelihood, lm-eval's ``acc``) on the
+    pretrained model and with the instruction-tuning adapter."""
+    scores = {}
+    for name, adapter in (("base", None), ("tuned", out / "sft" / "adapter")):
+        result = evaluate(["world_mc"], model=str(out / "train" / "model"), adapter=adapter and str(adapter),
+                          data_dir=out / "corpus", out=out / "eval" / name, overwrite=True)
+        scores[name] = result["results"]["world_mc@0"]["acc,none"]
+    _say(f"   world_mc accuracy (4 choices, chance 0.25): base {scores['base']:.3f}, tuned {scores['tuned']:.3f}")
+    return scores
 
 
 def question_answering(out: Path) -> dict:
@@ -140,7 +157,7 @@ def decode_samples(model_dir: Path, world: dict) -> list[dict]:
 
 
 def write_report(path: Path, corpus: dict, data: dict, baseline: float, evals: list[dict], samples: list[dict],
-                 sft: dict, qa: dict, timings: dict, result: dict) -> None:
+                 sft: dict, qa: dict, evaluation: dict, timings: dict, result: dict) -> None:
     lines = ["# lmstack demo report", "",
              f"Corpus: {corpus['documents']:,} documents, {corpus['text_bytes']:,} bytes (English and Chinese). "
              f"Tokens: {data.get('train_tokens', 0):,} train / {data.get('val_tokens', 0):,} validation, "
@@ -175,6 +192,10 @@ def write_report(path: Path, corpus: dict, data: dict, baseline: float, evals: l
               "| question | answer | gold | passage read |", "|---|---|---|---|"]
     lines += [f"| {cell(e['question'])} | {cell(e['answer'])} | {cell(' / '.join(e['gold']))} | {e['cited']} |"
               for e in qa["examples"]]
+    lines += ["", "## Evaluation", "",
+              "`lmstack evaluate world_mc` (zero-shot four-way multiple choice about the world, by log-likelihood: "
+              f"lm-eval's `acc`; chance 0.25): **{evaluation['base']:.3f}** pretrained, **{evaluation['tuned']:.3f}** "
+              "with the LoRA adapter. Per-question records in `eval/*/report.json`."]
     lines += ["", "## Time per stage (seconds)", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     with atomic_open(path) as f:

@@ -33,7 +33,7 @@ from lmstack.model.source import LogitSource, to_source
 
 def generate(model: Transformer | LogitSource, tokenizer: Tokenizer, prompt: str | list[str] | list[list[int]],
              config: GenerationConfig | None = None, stop_ids: Collection[int] = (), json_schema: dict | None = None,
-             **overrides) -> str | list[str]:
+             num_return_sequences: int = 1, **overrides) -> str | list[str]:
     """The continuation of ``prompt``, or of each prompt in a list (decoded together as one batch; a prompt in
     a list may be token ids, say a conversation from ``ChatFormat.encode``).
 
@@ -42,17 +42,19 @@ def generate(model: Transformer | LogitSource, tokenizer: Tokenizer, prompt: str
     num_beams=3``; a row also ends at a token in ``stop_ids`` (a chat turn's end), left out of the text as eos
     is. With ``json_schema`` every continuation is compact JSON valid under it, ended right after the value
     (unless ``max_new_tokens`` runs out first). For speed, see ``decode_layout`` (fp32 weights laid out for
-    one-token steps) and ``compile=True``.
+    one-token steps) and ``compile=True``. With ``num_return_sequences`` K > 1, each prompt's K continuations
+    share its prefill (``decode``) and come back as a list, prompt by prompt (K texts for one prompt, as
+    transformers' ``generate`` orders them); sampled, continuation j is the one ``seed + j`` gives alone.
     """
     config = _config(config, overrides)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    streams = [TextStream(tokenizer, config.stop) for _ in prompts]
+    streams = [TextStream(tokenizer, config.stop) for _ in range(len(prompts) * num_return_sequences)]
     grammar = None if json_schema is None else Grammar.from_json_schema(
         json_schema, tokenizer, end_ids(tokenizer, stop_ids), where="json_schema")
-    for _ in pieces(model, tokenizer, prompts, config, streams, stop_ids, grammar):
+    for _ in pieces(model, tokenizer, prompts, config, streams, stop_ids, grammar, num_return_sequences):
         pass
     texts = [s.text for s in streams]
-    return texts[0] if isinstance(prompt, str) else texts
+    return texts[0] if isinstance(prompt, str) and num_return_sequences == 1 else texts
 
 
 def stream(model: Transformer | LogitSource, tokenizer: Tokenizer, prompt: str, config: GenerationConfig | None = None,
@@ -74,16 +76,19 @@ def end_ids(tokenizer: Tokenizer, stop_ids: Collection[int] = ()) -> frozenset[i
 
 def pieces(model: Transformer | LogitSource, tokenizer: Tokenizer, prompts: list[str] | list[list[int]],
            config: GenerationConfig, streams: list[TextStream], stop_ids: Collection[int] = (),
-           grammar: Grammar | None = None) -> Iterator[tuple[int, str]]:
+           grammar: Grammar | None = None, num_return_sequences: int = 1) -> Iterator[tuple[int, str]]:
     """(row, text piece) for a batch of prompts (texts or token ids), in the order they are made;
     ``streams[row]`` holds each row's tokens and text. Decoding stops early once every row has met eos, a
     token in ``stop_ids`` or a stop string. With ``grammar`` (built with ``end_ids(tokenizer, stop_ids)``),
-    every row is constrained by it."""
+    every row is constrained by it. With ``num_return_sequences`` K, row b * K + j is the j-th continuation
+    of prompt b (one prefill per prompt; ``streams`` has B * K)."""
     ids = [_encode(tokenizer, p) for p in prompts]
-    eos, open_rows = tokenizer.eos_id, len(prompts)
+    eos, open_rows = tokenizer.eos_id, len(streams)
+    if len(streams) != len(ids) * num_return_sequences:
+        raise ValueError(f"{len(streams)} streams for {len(ids)} prompts x {num_return_sequences}")
     ends = end_ids(tokenizer, stop_ids)
-    constraints = None if grammar is None else [grammar.constraint() for _ in ids]
-    for row, token in _tokens(model, ids, config, eos, constraints):
+    constraints = None if grammar is None else [grammar.constraint() for _ in streams]
+    for row, token in _tokens(model, ids, config, eos, constraints, num_return_sequences):
         s = streams[row]
         if s.done:
             continue
@@ -97,17 +102,20 @@ def pieces(model: Transformer | LogitSource, tokenizer: Tokenizer, prompts: list
 
 
 def _tokens(model: Transformer | LogitSource, ids: list[list[int]], config: GenerationConfig,
-            eos: int | None, constraints: list[Constraint] | None = None) -> Iterator[tuple[int, int]]:
+            eos: int | None, constraints: list[Constraint] | None = None,
+            num_return_sequences: int = 1) -> Iterator[tuple[int, int]]:
     """(row, token) as the decoder makes them: step by step across the batch, or beam search row by row."""
     source = to_source(model, config.compile)
     if config.num_beams > 1:
         if constraints is not None:
             raise LmstackError("beam search does not support structured outputs (a JSON schema); use num_beams=1")
+        if num_return_sequences > 1:
+            raise LmstackError("beam search returns one sequence per prompt here; use num_beams=1 for K samples")
         for row, prompt in enumerate(ids):
             for token in beam_search(source, prompt, config, eos):
                 yield row, token
         return
-    for tokens in decode(source, ids, config, eos, constraints):
+    for tokens in decode(source, ids, config, eos, constraints, num_return_sequences):
         yield from enumerate(tokens.tolist())
 
 

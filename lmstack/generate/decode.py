@@ -3,10 +3,17 @@ token per step.
 
 Prompts of different lengths are left-padded: ``key_mask`` hides the padding from attention and
 ``positions`` count real tokens only, so every row decodes as it would alone.
+
+K continuations of one prompt (self-consistency, Wang et al. 2023: sample K reasoning paths, vote on the answer;
+RL rollouts) share its prefill: ``decode(..., num_return_sequences=K)`` reads each prompt once, copies its cache
+rows to K rows (``LogitSource.reorder`` with a repeated index, whatever the source's cache kind), then samples
+each row with a generator of its own seeded ``seed + j``, so the j-th continuation is the one a single run with
+that seed makes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from collections.abc import Iterator
 
@@ -39,6 +46,11 @@ class Batch:
     positions: torch.Tensor | None  # [B, T]: index of each token among its row's real tokens
     key_mask: torch.Tensor | None  # [B, T + new tokens]: True where a real (prompt or generated) token sits
 
+    def rows(self, index: torch.Tensor) -> Batch:
+        """The batch with its rows picked (and repeated) by ``index``."""
+        positions, key_mask = (None if t is None else t.index_select(0, index) for t in (self.positions, self.key_mask))
+        return Batch(self.idx.index_select(0, index), self.lengths.index_select(0, index), positions, key_mask)
+
 
 def left_pad(prompts: list[list[int]], total_len: int, device: torch.device) -> Batch:
     T = max(map(len, prompts))
@@ -56,17 +68,24 @@ def left_pad(prompts: list[list[int]], total_len: int, device: torch.device) -> 
 
 @torch.inference_mode()
 def decode(model: nn.Module | LogitSource, prompts: list[list[int]], config: GenerationConfig,
-           eos_id: int | None = None, constraints: list[Constraint | None] | None = None) -> Iterator[torch.Tensor]:
+           eos_id: int | None = None, constraints: list[Constraint | None] | None = None,
+           num_return_sequences: int = 1) -> Iterator[torch.Tensor]:
     """Yield the next token of every row ([B] long) once per step, greedy or sampled as ``config`` says.
 
     ``model`` is a logit source, or a model decoded through its own (``to_source``; ``config.compile``
     compiles its one-token step). A row that has produced ``eos_id`` repeats it; decoding ends when every
     row has, or after ``max_new_tokens``. ``constraints[row]`` (structured outputs, ``generate.grammar``)
     masks that row's scores before the processors and picking, and follows its tokens until one of its end
-    tokens; None leaves a row free.
+    tokens; None leaves a row free. With ``num_return_sequences`` K > 1 there are B * K rows, row b * K + j
+    the j-th continuation of prompt b, all K sharing one prefill of the prompt; sampled, row j draws with its
+    own generator seeded ``config.seed + j`` (as a single run with that seed draws); ``constraints`` has B * K.
     """
-    if constraints is not None and len(constraints) != len(prompts):
-        raise ValueError(f"{len(constraints)} constraints for {len(prompts)} prompts")
+    k = num_return_sequences
+    if k < 1:
+        raise LmstackError(f"num_return_sequences must be at least 1, got {k}")
+    rows = [p for p in prompts for _ in range(k)]
+    if constraints is not None and len(constraints) != len(rows):
+        raise ValueError(f"{len(constraints)} constraints for {len(rows)} rows")
     live = None if constraints is None or all(c is None for c in constraints) else list(constraints)
     source = to_source(model, config.compile)
     device = source.device
@@ -74,12 +93,18 @@ def decode(model: nn.Module | LogitSource, prompts: list[list[int]], config: Gen
     budget = token_budget(source, prompts, config.max_new_tokens)
     batch = left_pad(prompts, T + budget, device)
     cache = source.new_cache(len(prompts), T + budget)
-    processors, rng = logits_processors(config, eos_id), sampler(config, device)
-    state = DecodeState.start(prompts, config, source.vocab_size, device)
-    finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     logits = source.prefill(batch.idx, cache, batch.positions, batch.key_mask)
+    if k > 1:  # one prefill per prompt, its cache rows copied to its K continuations
+        index = torch.arange(len(prompts), device=device).repeat_interleave(k)
+        source.reorder(cache, index)
+        logits, batch = logits.index_select(0, index), batch.rows(index)
+    processors = logits_processors(config, eos_id)
+    rng = sampler(config, device) if k == 1 else row_samplers(config, len(prompts), k, device)
+    state = DecodeState.start(rows, config, source.vocab_size, device)
+    finished = torch.zeros(len(rows), dtype=torch.bool, device=device)
     for i in range(budget):
-        token = pick(processed_scores(logits.float(), live, processors, state), rng)
+        scores = processed_scores(logits.float(), live, processors, state)
+        token = pick(scores, rng) if not isinstance(rng, list) else pick_rows(scores, rng)
         if eos_id is not None:
             token.masked_fill_(finished, eos_id)
             finished |= token == eos_id
@@ -91,6 +116,25 @@ def decode(model: nn.Module | LogitSource, prompts: list[list[int]], config: Gen
         state.push(token)
         positions = None if batch.positions is None else (batch.lengths + i)[:, None]
         logits = source.step(token, cache, positions, batch.key_mask)
+
+
+def row_samplers(config: GenerationConfig, n_prompts: int, k: int,
+                 device: torch.device | str = "cpu") -> list[torch.Generator] | None:
+    """One generator per row of ``n_prompts`` prompts times ``k`` continuations: continuation j is seeded
+    ``config.seed + j`` (kept in the int64 range, as the server seeds its n choices; freshly by the OS when the
+    seed is None); None for greedy decoding."""
+    if not config.do_sample:
+        return None
+    seeds = [None if config.seed is None else (config.seed + j + 2**63) % 2**64 - 2**63 for j in range(k)]
+    return [sampler(dataclasses.replace(config, seed=seed), device) for _ in range(n_prompts) for seed in seeds]
+
+
+def pick_rows(scores: torch.Tensor, rngs: list[torch.Generator] | None) -> torch.Tensor:
+    """``pick`` row by row, row r drawing with ``rngs[r]`` (greedy when None): each row's draw is the one a
+    batch of that row alone makes with its generator."""
+    if rngs is None:
+        return pick(scores)
+    return torch.cat([pick(scores[r:r + 1], g) for r, g in enumerate(rngs)])
 
 
 def processed_scores(logits: torch.Tensor, live: list[Constraint | None] | None, processors: LogitsProcessorList,

@@ -2,8 +2,10 @@
 
     GET  /v1/models              POST /v1/completions        POST /v1/embeddings
     GET  /health                 POST /v1/chat/completions   GET  /openapi.json
+    GET  /metrics                POST /tokenize              POST /detokenize          GET /tokenizer_info
 
-Each route family has its module (routes_chat, routes_completions, embeddings, page); ``backend`` queues
+Each route family has its module (routes_chat, routes_completions, embeddings, routes_tokenizer (vLLM's
+tokenizer endpoints), metrics_route (Prometheus text), page); ``backend`` queues
 their decodings on the engine, ``auth`` checks the key and the body size, ``sse`` streams. Streaming responses
 are server-sent events ending in ``data: [DONE]``; a client that goes away cancels its requests, which frees
 their cache slots at the next step.
@@ -20,7 +22,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from lmstack.devices import resolve_device
-from lmstack.serve import embeddings, errors, page, routes_chat, routes_completions
+from lmstack.serve import embeddings, errors, metrics_route, page, routes_chat, routes_completions, routes_tokenizer
 from lmstack.serve.auth import BodyLimit, api_key_check
 from lmstack.serve.backend import Backend
 from lmstack.serve.engine import Engine
@@ -38,7 +40,9 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
-    backend = Backend(engine, settings)
+    metrics = metrics_route.ServerMetrics()
+    app.add_middleware(metrics_route.CountRequests, metrics=metrics)  # outermost: counts 413s and 401s too
+    backend = Backend(engine, settings, metrics)
     auth = [Depends(api_key_check(settings.api_key))]
 
     @app.get("/health")
@@ -46,7 +50,8 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
         return {"status": "ok", "model": settings.model_name, **engine.stats()}
 
     app.include_router(page.router(settings.model_name))
-    for routes in (embeddings, routes_chat, routes_completions):
+    app.include_router(metrics_route.router(metrics, engine))  # no key, like /health (as vLLM's /metrics)
+    for routes in (embeddings, routes_chat, routes_completions, routes_tokenizer):
         app.include_router(routes.router(backend), dependencies=auth)
     return app
 

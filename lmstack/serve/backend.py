@@ -21,6 +21,7 @@ from lmstack.generate.grammar import Grammar, response_format_grammar
 from lmstack.serve.engine import Engine, EngineBusy, Event
 from lmstack.serve.engine import Request as Job
 from lmstack.serve.errors import APIError
+from lmstack.serve.metrics_route import ServerMetrics
 from lmstack.serve.schemas import Open, ResponseFormat, Sampling, TokenLogprob, TopLogprob, Usage
 from lmstack.serve.settings import Settings
 from lmstack.text.chat import ChatFormat
@@ -29,10 +30,12 @@ log = logging.getLogger("lmstack.serve")
 
 
 class Backend:
-    """One engine, its tokenizer and chat format, and the operator's settings, shared by every route."""
+    """One engine, its tokenizer and chat format, the operator's settings and the server's metrics, shared by every
+    route."""
 
-    def __init__(self, engine: Engine, settings: Settings):
+    def __init__(self, engine: Engine, settings: Settings, metrics: ServerMetrics | None = None):
         self.engine, self.settings = engine, settings
+        self.metrics = metrics or ServerMetrics()
         self.tokenizer = engine.tokenizer
         self.chat = ChatFormat(self.tokenizer)
         self.context = engine.max_len
@@ -122,7 +125,7 @@ class Backend:
                                           presence_penalty=body.presence_penalty, logit_bias=bias, stop=body.stop,
                                           seed=None if body.seed is None else _wrap_int64(body.seed + i))
                 index, put = len(choices.jobs), choices.events.put_nowait
-                emit = lambda e, index=index, put=put: loop.call_soon_threadsafe(put, (index, e))  # noqa: E731
+                emit = self.metrics.timed(lambda e, index=index, put=put: loop.call_soon_threadsafe(put, (index, e)))
                 choices.jobs.append(Job(prompt, config, emit, stop_ids, logprobs,
                                         constraint=grammar.constraint() if grammar else None))
         try:
@@ -183,9 +186,11 @@ class Choices:
 
 @dataclass
 class Output:
-    """One choice's events gathered: its text, the tokens that carry logprobs, how it ended."""
+    """One choice's events gathered: its text, the tokens that carry logprobs (and apart, the end token that
+    ended it, if it carries one: the legacy completions logprobs list it, as vLLM's do), how it ended."""
     text: str = ""
     tokens: list[Event] = field(default_factory=list)
+    end: Event | None = None
     completion_tokens: int = 0
     finish: str | None = None
     error: str | None = None
@@ -197,6 +202,8 @@ class Output:
             self.completion_tokens = event.completion_tokens - (event.token in stop_ids)
             if event.logprob is not None and event.token not in stop_ids:
                 self.tokens.append(event)
+            elif event.logprob is not None:
+                self.end = event
         if event.finish:
             self.finish, self.error = event.finish, event.error
 

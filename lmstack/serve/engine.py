@@ -158,6 +158,7 @@ class Engine:
         self.running: list[_Running] = []
         self.calls: collections.deque[tuple[Callable, Future]] = collections.deque()
         self.steps = 0
+        self.prompt_tokens = self.generated_tokens = 0  # read by /metrics (written on the engine thread)
         self._wake = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="lmstack-engine", daemon=True)
@@ -222,7 +223,8 @@ class Engine:
             self.cancel(request)
 
     def stats(self) -> dict:
-        return {"running": len(self.running), "waiting": len(self.waiting), "slots": self.slots, "steps": self.steps}
+        return {"running": len(self.running), "waiting": len(self.waiting), "slots": self.slots, "steps": self.steps,
+                "prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens}
 
     # ----------------------------------------------------------------------------------- engine thread
 
@@ -262,6 +264,7 @@ class Engine:
 
     def _prefill(self, request: Request) -> None:
         self.cache.start(len(self.running))
+        self.prompt_tokens += len(request.prompt)
         logits = self.source.prefill(torch.tensor([request.prompt], dtype=torch.long, device=self.device), self.cache)
         config = request.config
         state = DecodeState.start([request.prompt], config, self.source.vocab_size, self.device)
@@ -292,6 +295,7 @@ class Engine:
                 live = None if constraint is None else [constraint]
                 tokens[i] = pick(processed_scores(scores[i:i + 1], live, r.processors, r.state), r.rng)[0]
         picked = tokens.tolist()
+        self.generated_tokens += len(picked)
         finished = []
         for i, (r, token) in enumerate(zip(self.running[first:], picked)):
             r.tokens.append(token)

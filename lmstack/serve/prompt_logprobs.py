@@ -44,7 +44,8 @@ async def score_prompts(engine: Engine, prompts: list[list[int]], k: int) -> lis
     if not isinstance(engine.model, nn.Module):
         raise APIError(400, "echo with logprobs needs a model; this server decodes a mixture of sources",
                        param="echo")
-    out = []
-    for ids in prompts:
-        out.append(await asyncio.wrap_future(engine.call(lambda ids=ids: prompt_logprobs(engine.model, ids, k))))
-    return out
+    def score(ids: list[int]) -> list[PromptToken]:  # on the engine thread, which owns its counters
+        engine.prompt_tokens += len(ids)
+        return prompt_logprobs(engine.model, ids, k)
+
+    return [await asyncio.wrap_future(engine.call(lambda ids=ids: score(ids))) for ids in prompts]

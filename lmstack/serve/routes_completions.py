@@ -1,6 +1,11 @@
 """``POST /v1/completions``: each prompt (text, or token ids) continued as it is (special-token strings count as
 such), until eos; with ``echo`` the prompt comes back before the continuation (and with ``logprobs`` its tokens'
-log-probabilities), and ``max_tokens: 0`` with ``echo`` scores the prompt without generating."""
+log-probabilities), and ``max_tokens: 0`` with ``echo`` scores the prompt without generating.
+
+The legacy ``logprobs`` object lists every token the choice consumed, an end token included (its text is not in
+``text``), as vLLM's does: lm-evaluation-harness's ``local-completions`` sends ``echo``, ``max_tokens: 1``,
+``logprobs: 1`` over token-id prompts and reads ``token_logprobs[ctxlen:-1]``, so the one generated token must be
+the last entry even when it is eos."""
 
 from __future__ import annotations
 
@@ -62,7 +67,8 @@ def router(backend: Backend) -> APIRouter:
             echo = echoes[prompt_of[i]] if echoes else None
             answers.append(CompletionChoice(
                 index=i, text=(echo.text if echo else "") + out.text, finish_reason=out.finish,
-                logprobs=_logprobs(backend, out.tokens, echo) if body.logprobs is not None else None))
+                logprobs=_logprobs(backend, out.tokens + [out.end] * (out.end is not None), echo)
+                if body.logprobs is not None else None))
         return CompletionResponse(id=rid, created=created, model=backend.settings.model_name, choices=answers,
                                   usage=usage(sum(map(len, prompts)), outs))
 
@@ -110,7 +116,7 @@ async def _chunks(backend: Backend, choices: Choices, body: CompletionRequest, r
         if event.finish:
             check_finish(event.finish, event.error)
         logprobs = None
-        if want and event.token is not None and event.token not in choices.jobs[i].stop_ids:
+        if want and event.token is not None and event.logprob is not None:
             logprobs = _logprobs(backend, [event], None, offsets[i])
             offsets[i] += len(logprobs.tokens[0])
         if event.text or event.finish or logprobs:
@@ -122,7 +128,7 @@ async def _chunks(backend: Backend, choices: Choices, body: CompletionRequest, r
 
 def _logprobs(backend: Backend, events: list[Event], echo: _Echo | None, start: int = 0) -> CompletionLogprobs:
     """Each token's text, log-probability, offset in the choice's text and the most likely tokens: the echoed
-    prompt's tokens first (the very first has none), then the generated ones."""
+    prompt's tokens first (the very first has none), then the generated ones (an end token last)."""
     decode = backend.tokenizer.decode
     entries = [(t.token, t.logprob, t.top) for t in (echo.tokens or [])] if echo else []
     entries += [(e.token, e.logprob, e.top or []) for e in events]
