@@ -8,12 +8,9 @@ import copy
 import http.server
 import json
 import threading
-import time
-from contextlib import contextmanager
 
 import pytest
 import torch
-import uvicorn
 
 from lmstack.errors import LmstackError
 from lmstack.eval.lm import GenRequest, LocalLM, ServerLM, encode_pair, open_lm, rolling_windows
@@ -22,10 +19,10 @@ from lmstack.generate.config import GenerationConfig
 from lmstack.generate.decode import decode
 from lmstack.model import build_model, preset
 from lmstack.model.hf import save_model
-from lmstack.serve.app import Settings, create_app
-from lmstack.serve.engine import Engine
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tokenizer import train_bpe
+
+from ..serve.conftest import live_app
 
 TEXT = ["The river town of Kell trades salt and amber. 凯尔河镇以盐和琥珀贸易为生。", "hello world, 你好，世界！",
         "Question: what is 2 + 3? Answer: 5. Question: what is 4 + 4? Answer: 8."] * 20
@@ -161,30 +158,10 @@ def test_chat_messages_use_the_chat_template_and_stop_at_the_turn_end(folder, to
 
 # ------------------------------------------------------------------------------------------ the server client
 
-@contextmanager
-def served(model, tokenizer, **settings):
-    """The real app over ``model`` in a uvicorn thread (as tests/serve's ``live_app``); yields its URL."""
-    engine = Engine(model, tokenizer, slots=4).start()
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, Settings(model_name="tiny", **settings)),
-                                           host="127.0.0.1", port=0, log_level="warning", log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        engine.stop()
-
-
 @pytest.fixture(scope="module")
 def local_and_server(tokenizer):
     model = tiny("llama-tiny", tokenizer.vocab_size, seed=3)
-    with served(copy.deepcopy(model), tokenizer, api_key="secret") as url:
+    with live_app(copy.deepcopy(model), tokenizer, api_key="secret") as url:
         yield LocalLM.from_model(model, tokenizer), url
 
 
