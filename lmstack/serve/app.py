@@ -26,7 +26,7 @@ from lmstack.serve import embeddings, errors, metrics_route, page, routes_chat, 
 from lmstack.serve.auth import BodyLimit, api_key_check
 from lmstack.serve.backend import Backend
 from lmstack.serve.engine import Engine
-from lmstack.serve.loading import load_for_serving
+from lmstack.serve.loading import generation_end_ids, load_for_serving
 from lmstack.serve.settings import Settings
 
 __all__ = ["Settings", "create_app", "serve"]
@@ -83,7 +83,7 @@ def serve(*, model: Path, adapter: Path | None = None, host: str = "127.0.0.1", 
     engine = Engine(net, tokenizer, slots=slots, max_queue=max_queue).start()
     settings = Settings(model_name=name or Path(model).resolve().name, api_key=api_key or os.environ.get(
         "LMSTACK_API_KEY") or None, cors_origins=list(cors_origin or []), max_tokens=max_tokens, max_body=max_body,
-        strict=strict)
+        strict=strict, end_ids=generation_end_ids(Path(model)))
     app = create_app(engine, settings)
     start = time.perf_counter()
     try:

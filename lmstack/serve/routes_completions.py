@@ -29,7 +29,9 @@ def router(backend: Backend) -> APIRouter:
     routes = APIRouter()
     tokenizer = backend.tokenizer
     start = [tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id]
-    end_ids = frozenset(i for i in (tokenizer.eos_id,) if i is not None)
+    # eos, and every end id the model directory's generation_config.json lists (a chat model's turn end), as
+    # transformers and vLLM stop there
+    end_ids = frozenset(i for i in (tokenizer.eos_id, *backend.settings.end_ids) if i is not None)
 
     @routes.post("/v1/completions", response_model=CompletionResponse, responses=RESPONSES)
     async def complete(body: CompletionRequest, request: Request):

@@ -15,3 +15,4 @@ class Settings:
     max_body: int = 1_000_000  # bytes
     retry_after: int = 1  # seconds, sent with 429
     strict: bool = False  # refuse request fields outside OpenAI's schema (else: ignored with a logged warning)
+    end_ids: list[int] = field(default_factory=list)  # generation_config.json's eos ids: completions stop there too
