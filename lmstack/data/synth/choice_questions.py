@@ -18,8 +18,7 @@ import random
 from collections.abc import Iterator
 
 from lmstack.data.synth.facts import LANGS, dollars, place_slots
-from lmstack.data.synth.registry import dataset
-from lmstack.data.synth.word_problems import held_out
+from lmstack.data.synth.registry import dataset, held_out
 from lmstack.data.synth.world import FOODS, HOBBIES, JOBS, SPECIES, Person, Term, World
 
 TEST_SHARE = 5

@@ -8,14 +8,13 @@ the test set scores a model by exact match of its last assistant turn.
 
 from __future__ import annotations
 
-import hashlib
 import random
 
 from lmstack.data.synth.arithmetic import add, multiply, subtract
 from lmstack.data.synth.facts import LANGS, dollars
 from lmstack.data.synth.menu import menu_text, order_phrase
 from lmstack.data.synth.qa import TASKS, person_question, place_question, price_question
-from lmstack.data.synth.registry import dataset
+from lmstack.data.synth.registry import dataset, held_out
 from lmstack.data.synth.world import World
 
 TEST_SHARE = 10  # one conversation in ten is held out
@@ -88,6 +87,6 @@ def sft(world: World, rng: random.Random, scale: float) -> dict[str, list[dict]]
         if key in seen:
             continue
         seen.add(key)
-        split = "test" if int(hashlib.sha256(key.encode()).hexdigest(), 16) % TEST_SHARE == 0 else "train"
+        split = "test" if held_out(key, TEST_SHARE) else "train"
         splits[split].append({"messages": messages, "kind": kind, "lang": lang})
     return splits

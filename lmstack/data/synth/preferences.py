@@ -25,7 +25,6 @@ held out in the other too and never seen in training.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from collections.abc import Callable
 from lmstack.data.synth.facts import LANGS, PERSON_FACTS, dollars, person_slots, place_slots, pronouns, say
 from lmstack.data.synth.instructions import TEST_SHARE
 from lmstack.data.synth.qa import PERSON_QUESTIONS, PLACE_QUESTIONS
-from lmstack.data.synth.registry import dataset
+from lmstack.data.synth.registry import dataset, fill_splits
 from lmstack.data.synth.world import World
 from lmstack.errors import LmstackError
 
@@ -159,25 +158,13 @@ def _other(lang: str) -> str:
     return "zh" if lang == "en" else "en"
 
 
-def held_out(prompt: str) -> bool:
-    return int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % TEST_SHARE == 0
-
-
 def _fill(world: World, rng: random.Random, sizes: dict[str, int], make: Callable[[Fact, dict], dict]):
-    """Unique prompts drawn until each split holds its size; the split of a prompt is ``held_out(its text)``."""
-    splits: dict[str, list[dict]] = {name: [] for name in sizes}
-    seen: set[str] = set()
-    for _ in range(20 * sum(sizes.values())):
-        if all(len(splits[s]) >= n for s, n in sizes.items()):
-            break
+    """Unique prompts drawn until each split holds its size; a prompt's split is ``held_out(its text)``."""
+    def draw() -> tuple[str, Callable[[], dict]]:
         fact, record = draw_prompt(world, rng)
-        text = record["prompt"][0]["content"]
-        split = "test" if held_out(text) else "train"
-        if text in seen or len(splits[split]) >= sizes[split]:
-            continue
-        seen.add(text)
-        splits[split].append(make(fact, record))
-    return splits
+        return record["prompt"][0]["content"], lambda: make(fact, record)
+
+    return fill_splits(sizes, draw, TEST_SHARE, tries=20)
 
 
 @dataset("preferences")

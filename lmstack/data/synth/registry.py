@@ -20,6 +20,7 @@ retrieve and answer), written as ``OUT/{name}_{split}.jsonl``::
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 from collections.abc import Callable, Iterator
@@ -70,3 +71,27 @@ def dataset(name: str) -> Callable[[DatasetFn], DatasetFn]:
 def doc(text: str, kind: str, lang: str) -> dict:
     """One pretraining record, in the field order written to pretrain.jsonl."""
     return {"text": text, "kind": kind, "lang": lang}
+
+
+def held_out(text: str, share: int) -> bool:
+    """One text in ``share`` is held out, by a hash of the text (the same text always lands in the same split)."""
+    return int(hashlib.sha256(text.encode()).hexdigest(), 16) % share == 0
+
+
+def fill_splits(sizes: dict[str, int], draw: Callable[[], tuple[str, Callable[[], dict]]], share: int,
+                tries: int = 50) -> dict[str, list[dict]]:
+    """Unique records drawn until each split ("train", "test") holds its size, or ``tries`` draws per record
+    wanted: ``draw()`` gives a record's key text and a function making the record (called once it is kept); the
+    key's split is ``held_out(key, share)``."""
+    splits: dict[str, list[dict]] = {name: [] for name in sizes}
+    seen: set[str] = set()
+    for _ in range(tries * sum(sizes.values())):
+        if all(len(splits[s]) >= n for s, n in sizes.items()):
+            break
+        key, make = draw()
+        split = "test" if held_out(key, share) else "train"
+        if key in seen or len(splits[split]) >= sizes[split]:
+            continue
+        seen.add(key)
+        splits[split].append(make())
+    return splits

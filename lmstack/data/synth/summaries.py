@@ -14,10 +14,11 @@ Split by a keyed hash of the document (one in ten held out).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from lmstack.data.synth.facts import a, person_fact, place_description
-from lmstack.data.synth.registry import dataset
-from lmstack.data.synth.word_problems import held_out
+from lmstack.data.synth.instructions import TEST_SHARE
+from lmstack.data.synth.registry import dataset, fill_splits
 from lmstack.data.synth.world import Person, World
 
 CORE = ("home", "job", "age")
@@ -56,17 +57,11 @@ def place_document(world: World, rng: random.Random, lang: str) -> tuple[str, st
 def summaries(world: World, rng: random.Random, scale: float) -> dict[str, list[dict]]:
     """About 800 train / 150 test unique documents at scale 1 (at least 60 / 20), one in six about a town."""
     sizes = {"train": max(60, round(800 * scale)), "test": max(20, round(150 * scale))}
-    splits: dict[str, list[dict]] = {name: [] for name in sizes}
-    seen: set[str] = set()
-    for _ in range(50 * sum(sizes.values())):
-        if all(len(splits[s]) >= n for s, n in sizes.items()):
-            break
+
+    def draw() -> tuple[str, Callable[[], dict]]:
         lang = rng.choice(("en", "zh"))
         kind = "place" if rng.random() < 1 / 6 else "person"
         document, summary = (place_document if kind == "place" else person_document)(world, rng, lang)
-        split = "test" if held_out(document) else "train"
-        if document in seen or len(splits[split]) >= sizes[split]:
-            continue
-        seen.add(document)
-        splits[split].append({"document": document, "summary": summary, "lang": lang, "kind": kind})
-    return splits
+        return document, lambda: {"document": document, "summary": summary, "lang": lang, "kind": kind}
+
+    return fill_splits(sizes, draw, TEST_SHARE)

@@ -13,11 +13,12 @@ pretraining corpus states the same facts, so this measures translation of famili
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from lmstack.data.synth.facts import LANGS, PERSON_FACTS, dollars, person_fact, place_slots, say
 from lmstack.data.synth.qa import PLACE_QUESTIONS
-from lmstack.data.synth.registry import dataset
-from lmstack.data.synth.word_problems import held_out
+from lmstack.data.synth.instructions import TEST_SHARE
+from lmstack.data.synth.registry import dataset, fill_splits
 from lmstack.data.synth.world import World
 
 PLACE_KEYS = ("landmark", "population", "residents", "restaurant")
@@ -62,17 +63,11 @@ KINDS = {"person": (person_pair, 4), "pair": (two_facts, 4), "place": (place_pai
 def translation(world: World, rng: random.Random, scale: float) -> dict[str, list[dict]]:
     """About 1,000 train / 200 test unique pairs at scale 1 (at least 60 / 20)."""
     sizes = {"train": max(60, round(1000 * scale)), "test": max(20, round(200 * scale))}
-    splits: dict[str, list[dict]] = {name: [] for name in sizes}
-    seen: set[str] = set()
     names, weights = list(KINDS), [w for _, w in KINDS.values()]
-    for _ in range(50 * sum(sizes.values())):
-        if all(len(splits[s]) >= n for s, n in sizes.items()):
-            break
+
+    def draw() -> tuple[str, Callable[[], dict]]:
         kind = rng.choices(names, weights=weights)[0]
         pair = KINDS[kind][0](world, rng)
-        split = "test" if held_out(pair["en"]) else "train"
-        if pair["en"] in seen or len(splits[split]) >= sizes[split]:
-            continue
-        seen.add(pair["en"])
-        splits[split].append(pair | {"kind": kind})
-    return splits
+        return pair["en"], lambda: pair | {"kind": kind}
+
+    return fill_splits(sizes, draw, TEST_SHARE)

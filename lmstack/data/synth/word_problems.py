@@ -17,7 +17,6 @@ seen in training.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from lmstack.data.synth.arithmetic import ITEMS
 from lmstack.data.synth.facts import LANGS, pronouns
 from lmstack.data.synth.instructions import TEST_SHARE
-from lmstack.data.synth.registry import dataset
+from lmstack.data.synth.registry import dataset, fill_splits
 from lmstack.data.synth.world import Dish, Person, Restaurant, Term, World
 
 FINAL = {"en": "The answer is {n}.", "zh": "答案是 {n}。"}
@@ -249,26 +248,14 @@ def record(problem: Problem, lang: str) -> dict:
             "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": solution}]}
 
 
-def held_out(text: str, share: int = TEST_SHARE) -> bool:
-    """One text in ``share`` is held out, by a hash of the text (the same text always lands in the same split)."""
-    return int(hashlib.sha256(text.encode()).hexdigest(), 16) % share == 0
-
-
 @dataset("word_problems")
 def word_problems(world: World, rng: random.Random, scale: float) -> dict[str, list[dict]]:
     """About 1,500 train / 300 test problems at scale 1 (at least 60 / 30), a third each of 1, 2 and 3 steps."""
     sizes = {"train": max(60, round(1500 * scale)), "test": max(30, round(300 * scale))}
-    splits: dict[str, list[dict]] = {name: [] for name in sizes}
-    seen: set[str] = set()
-    for _ in range(50 * sum(sizes.values())):
-        if all(len(splits[s]) >= n for s, n in sizes.items()):
-            break
+
+    def draw() -> tuple[str, Callable[[], dict]]:
         problem = rng.choice(TEMPLATES[rng.randint(1, 3)])(world, rng)
         lang = rng.choice(LANGS)
-        text = problem.question[lang]
-        split = "test" if held_out(text) else "train"
-        if text in seen or len(splits[split]) >= sizes[split]:
-            continue
-        seen.add(text)
-        splits[split].append(record(problem, lang))
-    return splits
+        return problem.question[lang], lambda: record(problem, lang)
+
+    return fill_splits(sizes, draw, TEST_SHARE)
