@@ -63,6 +63,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "few-shot, chain-of-thought, self-consistency evaluation of a model or an OpenAI-compatible server"),
     "score": ("lmstack.eval.score_command:score",
               "BLEU / chrF / TER / ROUGE / EM of existing outputs against references, no model"),
+    "inspect neighbours": ("lmstack.interpret.vector_commands:inspect_neighbours",
+                           "nearest neighbours by cosine of words in a model's embeddings or a layer"),
+    "inspect analogies": ("lmstack.interpret.vector_commands:inspect_analogies",
+                          "analogy accuracy per section and coverage (3CosAdd / 3CosMul, questions-words.txt / CA8)"),
+    "inspect projection": ("lmstack.interpret.vector_commands:inspect_projection",
+                           "2-D PCA / t-SNE plot of chosen words' vectors"),
+    "inspect attention": ("lmstack.interpret.attention_commands:inspect_attention",
+                          "attention maps of a text: PNG grid per layer, HTML viewer, per-head statistics"),
+    "inspect logit-lens": ("lmstack.interpret.attention_commands:inspect_logit_lens",
+                           "logit lens: what each layer predicts through the final norm and LM head"),
+    "scaling sweep": ("lmstack.scaling.commands:scaling_sweep",
+                      "train a grid of model sizes x token budgets and collect runs.jsonl for a scaling-law fit"),
+    "scaling fit": ("lmstack.scaling.commands:scaling_fit",
+                    "fit L(N, D) (Chinchilla approach 3, Huber) and L(C) to runs, bootstrap intervals, backtest"),
+    "scaling plan": ("lmstack.scaling.commands:scaling_plan",
+                     "compute-optimal N and D for a FLOP budget, from your fit or the Chinchilla / Epoch constants"),
     "demo": ("lmstack.demo:demo", "the whole pipeline on the built-in corpus, with a report"),
     "demo-align": ("lmstack.demo_align:demo_align",
                    "reward model, DPO, PPO and GRPO on the demo's SFT model, with a report"),
@@ -79,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = [a for a in argv if a not in ("--debug", "--json")]
     if argv and argv[0] in ALIASES:
         argv[0] = ALIASES[argv[0]]
+    if len(argv) > 1 and f"{argv[0]} {argv[1]}" in COMMANDS:  # a command of two words: `lmstack scaling fit`
+        argv[:2] = [f"{argv[0]} {argv[1]}"]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         _usage(argv[0] if argv and argv[0] not in ("-h", "--help") else None)
     name, rest = argv[0], argv[1:]
@@ -120,7 +138,10 @@ def _usage(unknown: str | None) -> None:
     lines += [f"  {n:<{width}} {summary}" for n, (_, summary) in COMMANDS.items()]
     lines += ["", "aliases: " + ", ".join(f"{old} = {new}" for old, new in ALIASES.items())]
     if unknown:
-        print(f"lmstack: error: unknown command '{unknown}'\n" + "\n".join(lines), file=sys.stderr)
+        subs = [n.split(" ", 1)[1] for n in COMMANDS if n.startswith(unknown + " ")]
+        what = (f"'{unknown}' needs a sub-command: one of {', '.join(subs)}" if subs  # `lmstack scaling` alone
+                else f"unknown command '{unknown}'")
+        print(f"lmstack: error: {what}\n" + "\n".join(lines), file=sys.stderr)
         sys.exit(2)
     print("\n".join(lines))
     sys.exit(0)

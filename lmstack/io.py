@@ -157,25 +157,31 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         f.write("\n")
 
 
-def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
-    """(``file:line``, value) for each non-blank line of a JSON-lines file, streamed; a missing file, a byte
-    that is not UTF-8 or a line that is not JSON is an error naming the file and line."""
+def text_lines(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[str, str]]:
+    """(``file:line``, line) for each line of a UTF-8 text file, streamed; a missing file or a byte that is not
+    UTF-8 is an error naming the file (and line)."""
     path = Path(path)
     if not path.is_file():
-        raise LmstackError(f"{path}: file not found")
+        raise LmstackError(f"{path}: {what} not found")
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
             try:
-                line = raw.decode("utf-8")
+                yield where, raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise LmstackError(f"{where}: not UTF-8 (invalid byte 0x{raw[e.start]:02x})") from None
-            if not line.strip():
-                continue
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise LmstackError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
+    """(``file:line``, value) for each non-blank line of a JSON-lines file, streamed; a missing file, a byte
+    that is not UTF-8 or a line that is not JSON is an error naming the file and line."""
+    for where, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise LmstackError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from lmstack.data.prepare import prepare
+from lmstack.data.synth import synth
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Every model in the tests is tiny: one thread runs it fastest, and a second only contends on a busy machine.
@@ -22,3 +25,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> Path:
+    """Token shards of a little synthetic pretraining text with a 300-token BPE (the trainer's and sweeps' data)."""
+    root = tmp_path_factory.mktemp("corpus")
+    synth(out=root / "corpus", scale=0.03)
+    prepare([root / "corpus" / "pretrain.jsonl"], out=root / "data", vocab_size=300)
+    return root / "data"

@@ -13,11 +13,13 @@ from lmstack.align.dpo_command import DPOConfig
 from lmstack.align.reward_commands import RewardConfig
 from lmstack.align.rl_commands import GRPOConfig, PPOConfig
 from lmstack.data.clean.config import CleanConfig
+from lmstack.scaling.sweep import SweepConfig
 from lmstack.train.config import TrainConfig
 
 CONFIGS = sorted((Path(lmstack.__file__).parent / "configs").glob("*.yaml"))
 OWNER = {"clean.yaml": CleanConfig, "demo_sft.yaml": FinetuneConfig, "align_reward.yaml": RewardConfig,
-         "align_dpo.yaml": DPOConfig, "align_ppo.yaml": PPOConfig, "align_grpo.yaml": GRPOConfig}
+         "align_dpo.yaml": DPOConfig, "align_ppo.yaml": PPOConfig, "align_grpo.yaml": GRPOConfig,
+         "scaling_sweep.yaml": SweepConfig}
 
 
 def test_configs_are_shipped():

@@ -24,7 +24,7 @@ READMES = (EN, ZH)
 
 FENCE = re.compile(r"^```[^\n]*\n.*?^```[ \t]*$", re.M | re.S)
 SPAN = re.compile(r"`((?:[^`\n]|\n(?!\s*\n))+)`")  # inline code; may wrap a line, never a paragraph
-LMSTACK = re.compile(r"(?<![\w.-])lmstack\s+([a-z][a-z0-9-]*)(?![\w+.])")
+LMSTACK = re.compile(r"(?<![\w.-])lmstack\s+([a-z][a-z0-9-]*)(?:[ \t]+([a-z][a-z0-9-]*))?(?![\w+.])")
 MAKE = re.compile(r"(?<![\w.-])make\s+([a-z][\w-]*)")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -52,8 +52,17 @@ def _code(text: str) -> list[str]:
     return _blocks(text) + sorted(_spans(text))
 
 
+def _command(first: str, second: str) -> str:
+    """`lmstack scaling fit` names the two-word command "scaling fit"; `lmstack train --x` names "train"."""
+    return f"{first} {second}" if f"{first} {second}" in COMMANDS else first
+
+
+def _commands_in(code: str) -> set[str]:
+    return {_command(*m) for m in LMSTACK.findall(code)}
+
+
 def _lmstack_commands(text: str) -> set[str]:
-    return {m for code in _code(text) for m in LMSTACK.findall(code)}
+    return {c for code in _code(text) for c in _commands_in(code)}
 
 
 def _make_targets(text: str) -> set[str]:
@@ -79,10 +88,11 @@ def _makefile_recipes() -> dict[str, str]:
 def _named_commands(text: str) -> set[str]:
     """CLI commands a README names: `lmstack X`, a code span starting with X, or a `make` target that runs X."""
     named = _lmstack_commands(text)
-    named |= {span.split()[0] for span in _spans(text) if span.split()[0] in COMMANDS}
+    named |= {_command(*(span.split() + [""])[:2]) for span in _spans(text)
+              if _command(*(span.split() + [""])[:2]) in COMMANDS}
     recipes = _makefile_recipes()
     for target in _make_targets(text):
-        named |= {c for c in LMSTACK.findall(recipes.get(target, "")) if c in COMMANDS}
+        named |= {c for c in _commands_in(recipes.get(target, "")) if c in COMMANDS}
     return {ALIASES.get(c, c) for c in named}
 
 

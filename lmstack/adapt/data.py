@@ -1,4 +1,6 @@
-"""Fine-tuning data: conversations rendered by the chat template, tokenised, with the loss on assistant tokens.
+"""Fine-tuning data: conversations rendered by the chat template, tokenised, with the loss on assistant tokens;
+or prompt-completion records (trl's non-conversational form): prompt and completion encoded separately and joined,
+as ``lmstack evaluate`` scores a continuation, the completion followed by eos and the loss on it alone.
 
 Prompt masking: the targets of every token the assistant did not write (system, user and tool turns, the
 turn headers) are -100, so the model learns to answer, not to imitate users. Batches group examples of
@@ -32,13 +34,25 @@ def encode_conversation(tokenizer: Tokenizer, conversation: dict) -> Example:
     return Example(ids, labels)
 
 
+def encode_completion(tokenizer: Tokenizer, record: dict) -> Example:
+    """``encode(prompt) + encode(completion) + [eos]``, the loss on the completion and eos."""
+    prompt = tokenizer.encode(record["prompt"], specials=False)
+    completion = tokenizer.encode(record["completion"], specials=False) + [tokenizer.eos_id]
+    return Example(prompt + completion, [IGNORE] * len(prompt) + completion)
+
+
+def encode_example(tokenizer: Tokenizer, record: dict) -> Example:
+    """A conversation (chat template) or a prompt-completion record (plain text) as ids and labels."""
+    return encode_conversation(tokenizer, record) if "messages" in record else encode_completion(tokenizer, record)
+
+
 def encode_all(tokenizer: Tokenizer, conversations: list[dict], max_len: int) -> tuple[list[Example], dict]:
     """Encode every conversation; one longer than ``max_len`` + 1 tokens is cut to its first ``max_len`` + 1
     (the end of a long conversation is lost, as with LLaMA-Factory's cutoff_len) and dropped, and counted,
     when no assistant token is left."""
     examples, truncated, skipped = [], 0, 0
     for conversation in conversations:
-        ex = encode_conversation(tokenizer, conversation)
+        ex = encode_example(tokenizer, conversation)
         if len(ex.ids) > max_len + 1:
             ex, truncated = Example(ex.ids[: max_len + 1], ex.labels[: max_len + 1]), truncated + 1
         if all(label == IGNORE for label in ex.labels[1:]):

@@ -51,7 +51,7 @@ class FinetuneConfig(PolicyConfig):
     data: list[Path] = field(default_factory=lambda: [Path("runs/demo/corpus/sft_train.jsonl")])
     val_data: list[Path] = field(default_factory=list)  # empty: hold out val_fraction of data
     val_fraction: float = 0.05
-    format: Format = "auto"  # alpaca, sharegpt, openai, or auto per record
+    format: Format = "auto"  # alpaca, sharegpt, openai, completion (prompt + completion, no template), or auto
     out: Path = Path("runs/finetune")
     # the loop's defaults, for fine-tuning
     batch_size: int = 8

@@ -106,9 +106,9 @@ class SupervisedFinetune(AdaptedPolicy, CausalLM):
         """Encode the training (and validation) conversations; without validation files, a seeded
         ``val_fraction`` of the training conversations (at least one) is held out."""
         train_files, val_files = self.files
-        conversations = [c for path in train_files for c in read_conversations(path, self.format)]
+        conversations = [c for path in train_files for c in read_conversations(path, self.format, completions=True)]
         if val_files:
-            val = [c for path in val_files for c in read_conversations(path, self.format)]
+            val = [c for path in val_files for c in read_conversations(path, self.format, completions=True)]
         else:
             conversations, val = hold_out(conversations, self.val_fraction, self.seed, "conversation")
         train_ex, train_stats = encode_all(self.tokenizer, conversations, self.block)

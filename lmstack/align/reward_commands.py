@@ -26,7 +26,8 @@ from lmstack.errors import LmstackError
 from lmstack.io import write_json
 from lmstack.train.checkpoint import check_run_dir
 from lmstack.train.config import LoopConfig
-from lmstack.train.metrics import peak_memory_mb, pyplot, save_png
+from lmstack.plots import pyplot, save_png
+from lmstack.train.metrics import peak_memory_mb
 from lmstack.train.trainer import Trainer
 
 

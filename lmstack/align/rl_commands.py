@@ -36,7 +36,8 @@ from lmstack.model.hf import load_causal_lm
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.train.checkpoint import check_run_dir
-from lmstack.train.metrics import peak_memory_mb, pyplot, save_png
+from lmstack.plots import pyplot, save_png
+from lmstack.train.metrics import peak_memory_mb
 from lmstack.train.trainer import Trainer
 
 

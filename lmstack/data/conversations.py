@@ -8,6 +8,11 @@ Every record becomes one conversation, ``{"messages": [...], "tools": [...] | No
 - sharegpt: ``conversations`` of ``{"from", "value"}`` with ``human``/``gpt``/``system``/``function_call``
   (a JSON ``{"name", "arguments"}``)/``observation``; optional ``system`` and ``tools``.
 - openai: ``messages`` as the chat completions API takes them; optional ``tools``.
+
+Fine-tuning also reads trl's non-conversational **prompt-completion** records, ``{"prompt", "completion"}``
+strings, kept as they are (``{"prompt", "completion"}``: no chat template; ``adapt.data`` encodes the two parts
+separately, as an evaluation harness scores a continuation, with the loss on the completion). Readers of
+conversations only (``chat-eval``) refuse them.
 """
 
 from __future__ import annotations
@@ -21,19 +26,23 @@ from lmstack.data.files import read_json, read_jsonl
 from lmstack.text.chat_template import check_messages
 from lmstack.errors import LmstackError
 
-Format = Literal["auto", "alpaca", "sharegpt", "openai"]
+Format = Literal["auto", "alpaca", "sharegpt", "openai", "completion"]
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
                   "observation": "tool", "tool": "tool", "function_call": "assistant"}
 
 
-def read_conversations(path: str | Path, format: Format = "auto") -> list[dict]:
-    """Every record of a .json (a list of records) or .jsonl file as a checked conversation."""
+def read_conversations(path: str | Path, format: Format = "auto", completions: bool = False) -> list[dict]:
+    """Every record of a .json (a list of records) or .jsonl file as a checked conversation (or, with
+    ``completions``, a prompt-completion record as it is)."""
     path = Path(path)
     out = []
     for where, record in records(path):
         try:
             conversation = to_conversation(record, format)
-            check_messages(conversation["messages"])
+            if "messages" not in conversation and not completions:
+                raise LmstackError("a prompt-completion record, but this command needs a conversation (messages)")
+            if "messages" in conversation:
+                check_messages(conversation["messages"])
         except LmstackError as e:
             raise LmstackError(f"{where}: {e}") from None
         out.append(conversation)
@@ -54,11 +63,12 @@ def to_conversation(record: dict, format: Format = "auto") -> dict:
 
 
 def detect(record: dict) -> str:
-    for kind, key in (("openai", "messages"), ("sharegpt", "conversations"), ("alpaca", "instruction")):
+    for kind, key in (("openai", "messages"), ("sharegpt", "conversations"), ("alpaca", "instruction"),
+                      ("completion", "completion")):
         if key in record:
             return kind
     raise LmstackError(f"cannot tell the format from the fields {sorted(record)}: expected 'messages' (openai), "
-                       "'conversations' (sharegpt) or 'instruction' + 'output' (alpaca)")
+                       "'conversations' (sharegpt), 'instruction' + 'output' (alpaca) or 'prompt' + 'completion'")
 
 
 def _alpaca(record: dict) -> dict:
@@ -100,6 +110,13 @@ def _openai(record: dict) -> dict:
     return {"messages": record["messages"], "tools": _tools(record.get("tools"))}
 
 
+def _completion(record: dict) -> dict:
+    for key in ("prompt", "completion"):
+        if not isinstance(record.get(key), str):
+            raise LmstackError(f"prompt-completion record needs a string '{key}'")
+    return {"prompt": record["prompt"], "completion": record["completion"]}
+
+
 def _function_call(value: str, i: int) -> dict:
     try:
         call = json.loads(value) if isinstance(value, str) else value
@@ -118,7 +135,7 @@ def _tools(tools) -> list[dict] | None:
     return tools or None
 
 
-_READERS = {"alpaca": _alpaca, "sharegpt": _sharegpt, "openai": _openai}
+_READERS = {"alpaca": _alpaca, "sharegpt": _sharegpt, "openai": _openai, "completion": _completion}
 
 
 def records(path: Path) -> Iterator[tuple[str, dict]]:

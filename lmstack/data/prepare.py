@@ -76,6 +76,7 @@ def prepare(
     tokenizer_sample_mb: float = 64.0,
     shard_tokens: int = 100_000_000,
     chat_markup: bool = False,
+    split_digits: bool = False,
 ) -> dict:
     """Train (or reuse) a tokenizer and write train/val token shards plus manifest.json.
 
@@ -89,6 +90,7 @@ def prepare(
         tokenizer_sample_mb: train the tokenizer on at most this many MB of training documents
         shard_tokens: tokens per shard file
         chat_markup: encode <|im_start|> and <|im_end|> in the text as the special tokens (chat-formatted text)
+        split_digits: a trained bpe tokenizer makes every digit a token of its own (as LLaMA and Qwen do)
     """
     start = time.perf_counter()
     if not 0 <= val_fraction < 1:
@@ -100,7 +102,10 @@ def prepare(
     total_bytes = sum(f.stat().st_size for f in files)
     split_of = splitter(seed, val_fraction)
     log(f"{len(files)} file(s), {total_bytes / 2**20:.1f} MB")
-    tok = get_tokenizer(tokenizer, files, total_bytes, split_of, vocab_size, seed, int(tokenizer_sample_mb * 2**20))
+    if split_digits and tokenizer != "bpe":
+        raise LmstackError(f"--split-digits applies to a trained bpe tokenizer, not --tokenizer {tokenizer}")
+    tok = get_tokenizer(tokenizer, files, total_bytes, split_of, vocab_size, seed, int(tokenizer_sample_mb * 2**20),
+                        split_digits)
     if tok.eos_id is None:
         raise LmstackError(f"--tokenizer {tokenizer}: the tokenizer has no eos token, which ends every document")
     dtype = np.dtype(np.uint16 if tok.vocab_size <= 2**16 else np.uint32)
@@ -241,7 +246,7 @@ def splitter(seed: int, val_fraction: float) -> Callable[[bytes], str]:
 
 
 def get_tokenizer(spec: str, files: list[Path], total_bytes: int, split_of: Callable[[bytes], str],
-                  vocab_size: int, seed: int, budget: int) -> Tokenizer:
+                  vocab_size: int, seed: int, budget: int, split_digits: bool = False) -> Tokenizer:
     """Load the tokenizer at path ``spec``, or train a "bpe"/"char" one on a sample of training documents."""
     if spec not in ("bpe", "char"):
         if not Path(spec).exists():
@@ -249,7 +254,7 @@ def get_tokenizer(spec: str, files: list[Path], total_bytes: int, split_of: Call
         return Tokenizer.load(spec)
     log(f"training a {spec} tokenizer on up to {budget / 2**20:.0f} MB of training documents")
     sample = training_sample(files, total_bytes, split_of, seed, budget)
-    return train_bpe(sample, vocab_size) if spec == "bpe" else train_char(sample)
+    return train_bpe(sample, vocab_size, split_digits=split_digits) if spec == "bpe" else train_char(sample)
 
 
 def training_sample(files: list[Path], total_bytes: int, split_of: Callable[[bytes], str], seed: int,

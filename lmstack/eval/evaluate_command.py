@@ -44,7 +44,8 @@ def evaluate(tasks: list[str], model: str | None = None, adapter: str | None = N
         adapter: adapter directory from `lmstack finetune` (local models only)
         base_url: an OpenAI-compatible server to evaluate instead of a local model (e.g. http://127.0.0.1:8000)
         api_key: the server's API key
-        chat: render generate-until prompts with the model's chat template (chat completions on a server)
+        chat: render prompts with the model's chat template, choices scored as the reply (lm-eval's
+            --apply_chat_template); generate-until tasks use chat completions on a server
         shots: few-shot counts to sweep, comma-separated (e.g. 0,1,2,4,8); default: each task's num_fewshot
         samples: outputs sampled per prompt for self-consistency (overrides each task's repeats)
         limit: evaluate only the first N documents of each task
@@ -67,7 +68,7 @@ def evaluate(tasks: list[str], model: str | None = None, adapter: str | None = N
     plans: list[Plan] = []
     for name in tasks:
         task = Task.load(name, Path(data_dir))
-        if chat and task.spec.output_type == "generate_until":
+        if chat and task.spec.output_type != "loglikelihood_rolling":
             task.spec.chat_template = True
         p = plan(task)
         for k in ks:

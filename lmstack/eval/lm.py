@@ -73,9 +73,10 @@ class GenRequest:
 class LM(Protocol):
     name: str
 
-    def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+    def loglikelihood(self, requests: list[tuple[str | list[dict], str]]) -> list[tuple[float, bool]]:
         """(log p(continuation | context) summed over the continuation's tokens, whether greedy decoding would
-        produce exactly the continuation) — lm-eval's loglikelihood."""
+        produce exactly the continuation) — lm-eval's loglikelihood. A context of chat messages is rendered by
+        the model's chat template with the reply opened, and the continuation is scored as the reply's start."""
         ...
 
     def loglikelihood_rolling(self, texts: list[str]) -> list[tuple[float, int]]:
@@ -164,11 +165,13 @@ class LocalLM:
             self._chat = ChatFormat(self.tokenizer)
         return self._chat
 
-    def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
-        pairs = [encode_pair(self.tokenizer, c, x, self.prefix_id) for c, x in requests]
+    def loglikelihood(self, requests: list[tuple[str | list[dict], str]]) -> list[tuple[float, bool]]:
+        pairs = [(self.chat.encode(c), self.tokenizer.encode(x)) if isinstance(c, list)
+                 else encode_pair(self.tokenizer, c, x, self.prefix_id) for c, x in requests]
         for (context, continuation), (_, ids) in zip(requests, pairs):
             if not ids:
-                raise LmstackError(f"the continuation {continuation!r} of context {context[-40:]!r} has no tokens")
+                raise LmstackError(f"the continuation {continuation!r} of context {str(context)[-40:]!r} has no "
+                                   "tokens")
         return self.score_tokens(pairs)
 
     def loglikelihood_rolling(self, texts: list[str]) -> list[tuple[float, int]]:
@@ -279,6 +282,7 @@ class ServerLM:
         self.model = model or self._first_model()
         self.name = f"{self.model}@{self.base_url}"
         self._prefix = prefix_token
+        self._templates: dict[str, str] = {}  # chat messages (JSON) -> the server's rendering
 
     # ------------------------------------------------------------------------------------------- HTTP
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
@@ -312,6 +316,20 @@ class ServerLM:
         if not models or "id" not in models[0]:
             raise LmstackError(f"{self.base_url}/v1/models lists no model; pass model=")
         return models[0]["id"]
+
+    def _rendered(self, messages: list[dict]) -> str:
+        """The chat template's text of ``messages`` with the reply opened, as the server renders it
+        (``/tokenize`` with messages, then ``/detokenize``); its special tokens are read back as such."""
+        key = json.dumps(messages, ensure_ascii=False, sort_keys=True)
+        if key not in self._templates:
+            ids = self._request("POST", "/tokenize", {"model": self.model, "messages": messages,
+                                                      "add_generation_prompt": True}).get("tokens")
+            if not isinstance(ids, list):
+                raise LmstackError(f"{self.base_url}/tokenize did not render the chat messages (no 'tokens'); "
+                                   "chat-template likelihoods need vLLM's /tokenize and /detokenize")
+            self._templates[key] = self._request("POST", "/detokenize", {"model": self.model,
+                                                                          "tokens": ids}).get("prompt", "")
+        return self._templates[key]
 
     def _prefix_text(self) -> str:
         """The text of the token an empty context starts from (bos, else eos), read from ``/tokenizer_info``."""
@@ -372,10 +390,13 @@ class ServerLM:
             out.append((float(sum(picked)), greedy, len(picked)))
         return out
 
-    def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+    def loglikelihood(self, requests: list[tuple[str | list[dict], str]]) -> list[tuple[float, bool]]:
         pairs = []
         for context, continuation in requests:
-            context, continuation = split_whitespace(context, continuation)
+            if isinstance(context, list):  # the server renders the template (vLLM's /tokenize with messages)
+                context = self._rendered(context)
+            else:
+                context, continuation = split_whitespace(context, continuation)
             context = context or self._prefix_text()
             pairs.append((context, context + continuation))
         return [(lp, greedy) for lp, greedy, _ in self._score(pairs)]

@@ -31,12 +31,12 @@ from sacrebleu.metrics import BLEU, CHRF, TER
 
 from lmstack.errors import LmstackError
 from lmstack.text.answers import best_em_f1
+from lmstack.text.han import HAN
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 BLEU_TOKENIZE = {"zh": "zh"}  # lang -> sacrebleu tokenizer; every other language: 13a (sacrebleu's default)
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
 # One Han character, or a run of other letters/digits (``\w`` minus Han and "_"): latin words and numbers whole.
-_ZH_TOKEN = re.compile(f"[{_HAN}]|[^\\W_{_HAN}]+")
+_ZH_TOKEN = re.compile(f"[{HAN}]|[^\\W_{HAN}]+")
 _PUNCT_TABLE = str.maketrans("", "", string.punctuation)
 _DIGIT_TABLE = str.maketrans("", "", string.digits)
 

@@ -10,13 +10,7 @@ import re
 from pathlib import Path
 
 from lmstack.io import atomic_open, write_json
-from lmstack.train.metrics import pyplot, save_png
-
-# Fonts with Han glyphs, in order of preference; the first installed one goes before DejaVu Sans.
-CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
-             "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "AR PL UMing CN", "Droid Sans Fallback")
-_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-
+from lmstack.plots import han_fonts, pyplot, save_png
 
 def write_report(out: Path, report: dict) -> list[Path]:
     """Write report.json, report.md and the plots under ``out``; return the paths written."""
@@ -56,17 +50,6 @@ def groups(results: list[dict]) -> dict[str, list[dict]]:
     return {g: rs for g, rs in by.items() if len({r["task"] for r in rs}) > 1}
 
 
-def _fonts(plt, labels: list[str]) -> None:
-    """Put an installed Han font first when a label has Chinese (DejaVu Sans has no Han glyphs)."""
-    if not any(_HAN.search(label) for label in labels):
-        return
-    installed = {f.name for f in plt.matplotlib.font_manager.fontManager.ttflist}
-    found = [name for name in CJK_FONTS if name in installed]
-    rc = plt.rcParams
-    rc["font.sans-serif"] = found + [f for f in rc["font.sans-serif"] if f not in found]
-    rc["font.family"] = "sans-serif"
-
-
 def _accuracy_keys(r: dict) -> list[str]:
     """A result's per-sample metrics (means in 0-1, with intervals): what an accuracy plot shows."""
     return [k for k, m in r["metrics"].items() if m.get("per_sample")]
@@ -82,7 +65,7 @@ def plot_shots(results: list[dict], path: Path) -> Path | None:
     if not series:
         return None
     plt = pyplot()
-    _fonts(plt, list(series))
+    han_fonts(series)
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, points in series.items():
         ks = [k for k, _ in points]
@@ -105,7 +88,7 @@ def plot_methods(group: str, results: list[dict], path: Path) -> Path:
     bars = [(f"{r['task']} k={r['num_fewshot']}\n{key}", r["metrics"][key]) for r in results
             for key in _accuracy_keys(r)]
     plt = pyplot()
-    _fonts(plt, [group, *(label for label, _ in bars)])
+    han_fonts([group, *(label for label, _ in bars)])
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(bars)), 4.5))
     values = [m["value"] for _, m in bars]
     err = [[m["value"] - m["ci95"][0] for _, m in bars], [m["ci95"][1] - m["value"] for _, m in bars]]

@@ -203,8 +203,9 @@ class Task:
             raise self.error("loglikelihood_rolling scores whole documents: num_fewshot must be 0")
         if s.dataset_path is None:
             raise self.error("dataset_path is missing (json with dataset_kwargs.data_files, a file or a folder)")
-        if s.chat_template and s.output_type != "generate_until":
-            raise self.error("chat_template applies to generate_until tasks (likelihoods score plain text)")
+        if s.chat_template and s.output_type == "loglikelihood_rolling":
+            raise self.error("chat_template applies to generate_until and multiple_choice tasks (a rolling "
+                             "log-likelihood scores the plain document)")
 
     @property
     def sampler(self) -> str:

@@ -26,6 +26,7 @@ from lmstack.generate.config import GenerationConfig
 from lmstack.generate.decode import decode
 from lmstack.generate.grammar import Constraint, Grammar
 from lmstack.generate.layout import decode_layout
+from lmstack.generate.speculative import Drafter, DraftModel, PromptLookup, SpeculativeStats, speculative_decode
 from lmstack.text.stream import TextStream
 from lmstack.model import Transformer
 from lmstack.model.source import LogitSource, to_source
@@ -33,7 +34,7 @@ from lmstack.model.source import LogitSource, to_source
 
 def generate(model: Transformer | LogitSource, tokenizer: Tokenizer, prompt: str | list[str] | list[list[int]],
              config: GenerationConfig | None = None, stop_ids: Collection[int] = (), json_schema: dict | None = None,
-             num_return_sequences: int = 1, **overrides) -> str | list[str]:
+             num_return_sequences: int = 1, drafter: Drafter | None = None, **overrides) -> str | list[str]:
     """The continuation of ``prompt``, or of each prompt in a list (decoded together as one batch; a prompt in
     a list may be token ids, say a conversation from ``ChatFormat.encode``).
 
@@ -45,13 +46,15 @@ def generate(model: Transformer | LogitSource, tokenizer: Tokenizer, prompt: str
     one-token steps) and ``compile=True``. With ``num_return_sequences`` K > 1, each prompt's K continuations
     share its prefill (``decode``) and come back as a list, prompt by prompt (K texts for one prompt, as
     transformers' ``generate`` orders them); sampled, continuation j is the one ``seed + j`` gives alone.
+    With ``drafter`` (``speculative.DraftModel(small_model)`` or ``speculative.PromptLookup()``), one prompt is
+    decoded speculatively: the same greedy text, the same sampling distribution, fewer passes of ``model``.
     """
     config = _config(config, overrides)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     streams = [TextStream(tokenizer, config.stop) for _ in range(len(prompts) * num_return_sequences)]
     grammar = None if json_schema is None else Grammar.from_json_schema(
         json_schema, tokenizer, end_ids(tokenizer, stop_ids), where="json_schema")
-    for _ in pieces(model, tokenizer, prompts, config, streams, stop_ids, grammar, num_return_sequences):
+    for _ in pieces(model, tokenizer, prompts, config, streams, stop_ids, grammar, num_return_sequences, drafter):
         pass
     texts = [s.text for s in streams]
     return texts[0] if isinstance(prompt, str) and num_return_sequences == 1 else texts
@@ -76,19 +79,21 @@ def end_ids(tokenizer: Tokenizer, stop_ids: Collection[int] = ()) -> frozenset[i
 
 def pieces(model: Transformer | LogitSource, tokenizer: Tokenizer, prompts: list[str] | list[list[int]],
            config: GenerationConfig, streams: list[TextStream], stop_ids: Collection[int] = (),
-           grammar: Grammar | None = None, num_return_sequences: int = 1) -> Iterator[tuple[int, str]]:
+           grammar: Grammar | None = None, num_return_sequences: int = 1, drafter: Drafter | None = None,
+           stats: SpeculativeStats | None = None) -> Iterator[tuple[int, str]]:
     """(row, text piece) for a batch of prompts (texts or token ids), in the order they are made;
     ``streams[row]`` holds each row's tokens and text. Decoding stops early once every row has met eos, a
     token in ``stop_ids`` or a stop string. With ``grammar`` (built with ``end_ids(tokenizer, stop_ids)``),
     every row is constrained by it. With ``num_return_sequences`` K, row b * K + j is the j-th continuation
-    of prompt b (one prefill per prompt; ``streams`` has B * K)."""
+    of prompt b (one prefill per prompt; ``streams`` has B * K). With ``drafter``, speculative decoding of one
+    prompt (``stats`` counts its passes and accepted drafts)."""
     ids = [_encode(tokenizer, p) for p in prompts]
     eos, open_rows = tokenizer.eos_id, len(streams)
     if len(streams) != len(ids) * num_return_sequences:
         raise ValueError(f"{len(streams)} streams for {len(ids)} prompts x {num_return_sequences}")
     ends = end_ids(tokenizer, stop_ids)
     constraints = None if grammar is None else [grammar.constraint() for _ in streams]
-    for row, token in _tokens(model, ids, config, eos, constraints, num_return_sequences):
+    for row, token in _tokens(model, ids, config, eos, constraints, num_return_sequences, drafter, stats):
         s = streams[row]
         if s.done:
             continue
@@ -102,9 +107,16 @@ def pieces(model: Transformer | LogitSource, tokenizer: Tokenizer, prompts: list
 
 
 def _tokens(model: Transformer | LogitSource, ids: list[list[int]], config: GenerationConfig,
-            eos: int | None, constraints: list[Constraint] | None = None,
-            num_return_sequences: int = 1) -> Iterator[tuple[int, int]]:
-    """(row, token) as the decoder makes them: step by step across the batch, or beam search row by row."""
+            eos: int | None, constraints: list[Constraint] | None = None, num_return_sequences: int = 1,
+            drafter: Drafter | None = None, stats: SpeculativeStats | None = None) -> Iterator[tuple[int, int]]:
+    """(row, token) as the decoder makes them: step by step across the batch, beam search row by row, or
+    speculatively (one prompt)."""
+    if drafter is not None:
+        if len(ids) != 1 or num_return_sequences != 1 or constraints is not None:
+            raise LmstackError("speculative decoding takes one prompt, one sequence and no JSON schema")
+        for token in speculative_decode(model, ids[0], config, drafter, eos, stats):
+            yield 0, token
+        return
     source = to_source(model, config.compile)
     if config.num_beams > 1:
         if constraints is not None:
@@ -137,7 +149,8 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", adapte
                  length_penalty: float = 1.0, early_stopping: bool | Literal["never"] = False,
                  stop: list[str] | None = None, seed: int | None = None, compile: bool = False,
                  dtype: Literal["float32", "bfloat16"] = "float32", stream: bool = True,
-                 json_schema: str | None = None) -> dict:
+                 json_schema: str | None = None, draft: str | None = None, prompt_lookup: int = 0,
+                 num_draft: int = 4) -> dict:
     """Continue one or more prompts with a model directory (greedy by default).
 
     Args:
@@ -161,6 +174,10 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", adapte
         dtype: weights dtype; bfloat16 halves memory traffic on CPUs with bf16 support
         stream: print the text as it is made (one prompt, without --json)
         json_schema: a JSON schema file: every completion is compact JSON valid under it (greedy or sampled)
+        draft: a smaller model directory with the same tokenizer: speculative decoding (same greedy text, same
+            sampling distribution; one prompt)
+        prompt_lookup: speculative decoding drafted by n-gram lookup in the text so far, n up to this (0 = off)
+        num_draft: tokens drafted per target pass (with --draft or --prompt-lookup)
     """
     schema = None if json_schema is None else read_json(json_schema)
     if schema is not None and not isinstance(schema, dict):
@@ -170,8 +187,19 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", adapte
                               repetition_penalty=repetition_penalty, num_beams=num_beams,
                               length_penalty=length_penalty, early_stopping=early_stopping, stop=stop or [],
                               seed=seed, compile=compile)
+    if draft is not None and prompt_lookup:
+        raise LmstackError("choose one drafter: --draft or --prompt-lookup")
+    if (draft is not None or prompt_lookup) and (num_beams > 1 or len(prompt) > 1 or schema is not None):
+        raise LmstackError("speculative decoding (--draft / --prompt-lookup) takes one prompt, no beams, no schema")
     net, tokenizer = load_adapted(model, adapter, dtype=getattr(torch, dtype))
     net = decode_layout(net)
+    drafter: Drafter | None = PromptLookup(prompt_lookup, num_draft) if prompt_lookup else None
+    if draft is not None:
+        small, small_tokenizer = load_adapted(draft, None, dtype=getattr(torch, dtype))
+        if small_tokenizer.sha256 != tokenizer.sha256:
+            raise LmstackError(f"--draft {draft}: its tokenizer differs from {model}'s; a draft must share the "
+                               "target's tokenizer")
+        drafter = DraftModel(decode_layout(small), num_draft)
     inputs, stop_ids = prompt, frozenset()
     if chat:
         chat_format, turns = ChatFormat(tokenizer), [[{"role": "user", "content": p}] for p in prompt]
@@ -181,8 +209,9 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", adapte
                                                                     where=json_schema)
     live = stream and len(prompt) == 1  # with --json the CLI sends this to stderr
     streams = [TextStream(tokenizer, config.stop) for _ in prompt]
+    stats = SpeculativeStats() if drafter is not None else None
     start = time.perf_counter()
-    for _, piece in pieces(net, tokenizer, inputs, config, streams, stop_ids, grammar):
+    for _, piece in pieces(net, tokenizer, inputs, config, streams, stop_ids, grammar, drafter=drafter, stats=stats):
         if live:
             print(piece, end="", flush=True)
     seconds = time.perf_counter() - start
@@ -191,4 +220,5 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", adapte
     tokens = [len(s.ids) for s in streams]
     one = len(prompt) == 1
     return {"prompt": prompt[0] if one else prompt, "completion": streams[0].text if one else [s.text for s in streams],
-            "tokens": tokens[0] if one else tokens, "tokens_per_s": sum(tokens) / seconds}
+            "tokens": tokens[0] if one else tokens, "tokens_per_s": sum(tokens) / seconds,
+            **({"speculative": stats.as_dict()} if stats is not None else {})}

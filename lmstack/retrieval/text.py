@@ -24,12 +24,11 @@ import Stemmer
 from bm25s.stopwords import STOPWORDS_CHINESE, STOPWORDS_EN
 
 from lmstack.errors import LmstackError
+from lmstack.text.han import HAN, HAS_HAN
 
 VERSION = 1  # bump when the analysis itself changes
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
 # A Han run, or a run of other word characters (``\w`` minus Han, so "abc中文" gives "abc" and "中文").
-_PIECES = re.compile(f"([{_HAN}]+)|([^\\W{_HAN}]+)")
-_HAS_HAN = re.compile(f"[{_HAN}]")
+_PIECES = re.compile(f"([{HAN}]+)|([^\\W{HAN}]+)")
 _WORD = re.compile(r"\w+")
 STOPWORDS = {"none": (), "en": STOPWORDS_EN, "zh": STOPWORDS_CHINESE, "en+zh": STOPWORDS_EN + STOPWORDS_CHINESE}
 
@@ -76,7 +75,7 @@ class Analyzer:
         if self.lower:
             text = text.lower()
         stop, stems = self._stop, self._stems
-        if text.isascii() or not _HAS_HAN.search(text):  # the common case, without the per-piece dispatch
+        if text.isascii() or not HAS_HAN.search(text):  # the common case, without the per-piece dispatch
             words = [w for w in _WORD.findall(text) if w not in stop]
             return [stems[w] for w in words] if stems is not None else words
         words, han = [], []

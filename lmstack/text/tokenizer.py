@@ -221,18 +221,23 @@ def train_bpe(
     min_frequency: int = 2,
     special_tokens: Sequence[str] = SPECIAL_TOKENS,
     show_progress: bool = False,
+    split_digits: bool = False,
 ) -> Tokenizer:
     """Train byte-level BPE on ``texts`` (any iterable, consumed once, so a large corpus streams).
 
     The vocabulary is the special tokens, then the 256 byte symbols, then the learned merges, up to
-    ``vocab_size`` in all (fewer if the text runs out of pairs seen ``min_frequency`` times).
+    ``vocab_size`` in all (fewer if the text runs out of pairs seen ``min_frequency`` times). With
+    ``split_digits`` every digit is a token of its own (as in LLaMA, Touvron et al. 2023, and Qwen): numbers then
+    read digit by digit, which arithmetic needs, instead of as whichever chunks BPE happened to merge.
     """
     smallest = len(special_tokens) + 256
     if vocab_size < smallest:
         raise LmstackError(f"vocab size {vocab_size} is too small for byte-level BPE: it needs at least {smallest} "
                            f"(256 bytes + {len(special_tokens)} special tokens)")
     backend = tokenizers.Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+                             if split_digits else byte_level)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

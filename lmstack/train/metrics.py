@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 from lmstack.errors import LmstackError
-from lmstack.io import atomic_open, atomic_path
+from lmstack.io import atomic_open
+from lmstack.plots import pyplot, save_png
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -66,24 +67,6 @@ class MetricsLog:
                 break
             records.append(record)
         return records
-
-
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, imported on first use (commands start without it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_png(fig, path: Path) -> None:
-    """Write ``fig`` to ``path`` atomically as a PNG, and release it."""
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    pyplot().close(fig)
 
 
 def plot_losses(records: list[dict], path: Path, baseline: float | None = None, title: str = "") -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lmstack.adapt.data import IGNORE, Example, SFTBatches, encode_all, encode_conversation
+from lmstack.data.conversations import read_conversations
+from lmstack.errors import LmstackError
 from lmstack.text.tokenizer import train_bpe
 
 CONVERSATION = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is Kell?"},
@@ -52,3 +55,21 @@ def test_batches_shift_targets_pad_and_repeat_with_the_seed():
         assert (row_y[n:] == IGNORE).all()
     lengths = [int((r != 0).sum()) for r in x]
     assert max(lengths) - min(lengths) <= 16  # grouped by length
+
+
+def test_prompt_completion_records_are_plain_text_with_the_loss_on_the_completion(tmp_path):
+    """trl's prompt-completion form: no chat template; prompt and completion encoded apart, as a harness scores."""
+    tok = train_bpe(["Question: 2 + 3?\nAnswer: 5. 问：2 加 3？答：5。"] * 20, vocab_size=300)
+    path = tmp_path / "pc.jsonl"
+    path.write_text('{"prompt": "Question: 2 + 3?\\nAnswer:", "completion": " 5."}\n'
+                    '{"prompt": "问：2 加 3？答：", "completion": "5。", "lang": "zh"}\n', encoding="utf-8")
+    records = read_conversations(path, completions=True)
+    assert records[1] == {"prompt": "问：2 加 3？答：", "completion": "5。", "lang": "zh"}
+    examples, stats = encode_all(tok, records, max_len=64)
+    ex = examples[0]
+    prompt = tok.encode("Question: 2 + 3?\nAnswer:")
+    assert ex.ids == prompt + tok.encode(" 5.") + [tok.eos_id]
+    assert ex.labels == [IGNORE] * len(prompt) + tok.encode(" 5.") + [tok.eos_id]
+    assert "<|im_start|>" not in tok.decode(ex.ids)
+    with pytest.raises(LmstackError, match=r"pc.jsonl:1: a prompt-completion record, but this command needs"):
+        read_conversations(path)

@@ -177,3 +177,16 @@ def test_padding_and_truncation_carried_in_a_tokenizer_json_are_dropped(tmp_path
     assert (loaded.encode("hello world, 你好")
             == train_bpe(["hello world, 你好"] * 20, vocab_size=300).encode("hello world, 你好"))
     assert loaded.encode_with_offsets("hello")[0] == loaded.encode("hello")
+
+
+def test_split_digits_gives_one_token_per_digit_and_transformers_agrees(corpus, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    texts = [r["text"] for r in corpus] + ["He pays 120 dollars, 37 + 25 = 62. 找零60 - 20 - 8 = 32元。"] * 50
+    plain, split = train_bpe(texts, vocab_size=600), train_bpe(texts, vocab_size=600, split_digits=True)
+    text = "37 + 25 = 62 and 2026年12月, 3.14"
+    assert any(len(t.strip("Ġ")) > 1 and t.strip("Ġ").isdigit() for t in plain.backend.encode(text).tokens)
+    pieces = [split.decode([i]) for i in split.encode(text)]
+    assert [p.strip() for p in pieces if any(c.isdigit() for c in p)] == list("372562202612314")
+    assert split.decode(split.encode(text)) == text
+    split.save(tmp_path)
+    assert transformers.AutoTokenizer.from_pretrained(tmp_path).encode(text) == split.encode(text)

@@ -156,6 +156,23 @@ def test_chat_messages_use_the_chat_template_and_stop_at_the_turn_end(folder, to
     assert lm.generate_until([GenRequest(messages, until=[], max_gen_toks=10)]) == [[expected]]
 
 
+def test_chat_likelihood_scores_the_choice_as_the_reply_with_transformers_template(folder, hf, tokenizer):
+    """lm-eval's --apply_chat_template for likelihoods: the context is transformers' rendering of the messages with
+    the reply opened, the continuation is scored right after it."""
+    model, tok = hf
+    messages = [{"role": "user", "content": "Question: what is 2 + 3?\nAnswer:"}]
+    lm = LocalLM(folder, device="cpu")
+    ours = lm.loglikelihood([(messages, " 5."), (messages, " 8.")])
+    ctx = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    ctx = list(ctx["input_ids"]) if not isinstance(ctx, list) else ctx
+    for (lp, _), cont in zip(ours, (" 5.", " 8.")):
+        ids = tok.encode(cont, add_special_tokens=False)
+        with torch.no_grad():
+            logp = model(torch.tensor([ctx + ids])).logits[0, len(ctx) - 1:-1].float().log_softmax(-1)
+        assert lp == pytest.approx(logp.gather(1, torch.tensor(ids)[:, None]).sum().item(), abs=1e-5)
+    assert ours[0][0] != pytest.approx(lm.loglikelihood([("Question: what is 2 + 3?\nAnswer:", " 5.")])[0][0])
+
+
 # ------------------------------------------------------------------------------------------ the server client
 
 @pytest.fixture(scope="module")
@@ -179,6 +196,9 @@ def test_server_likelihoods_and_greedy_texts_equal_local(local_and_server, token
                 GenRequest("hello", until=[], max_gen_toks=10, n=2),
                 GenRequest([{"role": "user", "content": "2 + 3?"}], until=[], max_gen_toks=8)]
     assert server.generate_until(requests) == local.generate_until(requests)
+    chat = [([{"role": "user", "content": "2 + 3?"}], " 5"), ([{"role": "user", "content": "你好"}], "世界")]
+    for (lp, greedy), (ref_lp, ref_greedy) in zip(server.loglikelihood(chat), local.loglikelihood(chat)):
+        assert lp == pytest.approx(ref_lp, abs=1e-4) and greedy == ref_greedy
 
 
 def test_server_errors_are_one_line(local_and_server):

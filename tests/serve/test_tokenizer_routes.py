@@ -162,4 +162,4 @@ def test_lm_eval_loglikelihood_request_over_token_ids(live, model, tokenizer, en
     assert [g[1] for g in got] == greedy and greedy[-1]
     one_by_one = [lm_eval_parse_logprobs(post(live, "/v1/completions", {**body, "prompt": [p]}).json(), [len(c)])[0]
                   for p, c in zip(body["prompt"], ctx)]
-    assert [g[0] for g in one_by_one] == pytest.approx([g[0] for g in got], abs=1e-6)
+    assert [g[0] for g in one_by_one] == pytest.approx([g[0] for g in got], abs=1e-5)  # padded batches: fp32 rounding

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from lmstack.data.clean.config import C4Config
-from lmstack.data.clean.langid import HAN
+from lmstack.text.han import HAN
 from lmstack.data.clean.words import Words
 
 END_MARKS = (".", "?", "!", '"', "。", "！", "？", "．", "”", "」", "』")

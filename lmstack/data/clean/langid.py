@@ -17,8 +17,8 @@ import numpy as np
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
 from lmstack.data.clean.config import LangIdConfig
+from lmstack.text.han import HAN
 
-HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _HAN = re.compile(f"[{HAN}]")
 _KANA = re.compile("[\u3040-\u30ff]")
 _LETTER = re.compile(r"[^\W\d_]")

@@ -16,7 +16,7 @@ from functools import cached_property
 import jieba
 import numpy as np
 
-from lmstack.data.clean.langid import HAN
+from lmstack.text.han import HAN
 
 jieba.setLogLevel(logging.WARNING)
 

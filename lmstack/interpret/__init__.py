@@ -1,0 +1,1 @@
+"""Looking inside models: word vectors and analogies, attention maps and head statistics, the logit lens."""
