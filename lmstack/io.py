@@ -157,6 +157,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         f.write("\n")
 
 
+def refuse_existing(path: str | os.PathLike, overwrite: bool) -> None:
+    """An earlier run's output at ``path`` is an error unless ``overwrite`` (a command never replaces it unasked)."""
+    if Path(path).exists() and not overwrite:
+        raise LmstackError(f"{path} exists (pass --overwrite to replace it, or choose another --out)")
+
+
 def text_lines(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[str, str]]:
     """(``file:line``, line) for each line of a UTF-8 text file, streamed; a missing file or a byte that is not
     UTF-8 is an error naming the file (and line)."""

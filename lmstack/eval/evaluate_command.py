@@ -17,6 +17,7 @@ from lmstack.eval.harness import Plan, check, plan, run
 from lmstack.eval.lm import open_lm
 from lmstack.eval.report import write_report
 from lmstack.eval.tasks import Task
+from lmstack.io import refuse_existing
 
 
 def parse_shots(shots: str | None) -> list[int | None]:
@@ -78,8 +79,7 @@ def evaluate(tasks: list[str], model: str | None = None, adapter: str | None = N
         check(p, ks, limit)  # every template and field renders on the docs that will run
         plans.append(p)
     out = Path(out) if out is not None else Path("runs/eval")
-    if (out / "report.json").exists() and not overwrite:
-        raise LmstackError(f"{out}/report.json exists (pass --overwrite to replace it, or choose another --out)")
+    refuse_existing(out / "report.json", overwrite)
     lm = open_lm(model, adapter, base_url, batch_size=batch_size,
                  **({"api_key": api_key, "chat": chat} if base_url is not None else {}))
     config = {"tasks": list(tasks), "model": model, "adapter": adapter, "base_url": base_url, "chat": chat,

@@ -9,7 +9,7 @@ from lmstack.errors import LmstackError
 from lmstack.interpret.analogies import METHODS, evaluate, question_words, read_questions
 from lmstack.interpret.projection import PROJECTIONS, pca_2d, plot_projection, project
 from lmstack.interpret.vectors import check_layer, has_tokens, load, token_words, word_vectors
-from lmstack.io import write_json
+from lmstack.io import refuse_existing, write_json
 
 
 def read_contexts(path: Path | None) -> list[str]:
@@ -26,8 +26,8 @@ def read_contexts(path: Path | None) -> list[str]:
 
 
 def check_out(out: Path | None, overwrite: bool) -> None:
-    if out is not None and Path(out).exists() and not overwrite:
-        raise LmstackError(f"{out} exists (pass --overwrite to replace it, or choose another --out)")
+    if out is not None:
+        refuse_existing(out, overwrite)
 
 
 def _where(layer: int | None) -> str:

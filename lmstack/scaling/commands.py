@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 
 from lmstack.errors import LmstackError
-from lmstack.io import read_json, write_json
+from lmstack.io import read_json, refuse_existing, write_json
 from lmstack.scaling.laws import ComputeLaw, LossLaw, bootstrap, fit_compute_law, fit_loss_law, interval
 from lmstack.scaling.plan import plan
 from lmstack.scaling.plots import plot_loss_vs_compute, plot_predicted_vs_actual
@@ -61,8 +61,7 @@ def scaling_fit(runs: Path, out: Path | None = None, params: Literal["total", "n
         overwrite: replace an earlier fit.json in OUT
     """
     out = Path(out) if out is not None else Path(runs).parent / "fit"
-    if (out / "fit.json").exists() and not overwrite:
-        raise LmstackError(f"{out}/fit.json exists (pass --overwrite to replace it, or choose another --out)")
+    refuse_existing(out / "fit.json", overwrite)
     if not 0 < level < 1:
         raise LmstackError(f"--level must be in (0, 1), got {level}")
     if bootstrap_samples < 0 or holdout < 0:
