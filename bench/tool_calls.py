@@ -27,7 +27,7 @@ from lmstack.cli import emit
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
 from lmstack.serve.engine import Engine, Request
-from lmstack.serve.loading import load_for_serving
+from lmstack.generate.loading import load_for_decoding
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tool_stream import parse_tool_calls
 
@@ -56,7 +56,7 @@ def judge(record: dict, reply: str) -> tuple[bool, bool]:
 
 
 def run(model_dir: Path, data: Path, limit: int | None, slots: int) -> dict:
-    model, tokenizer = load_for_serving(model_dir)
+    model, tokenizer = load_for_decoding(model_dir)
     chat = ChatFormat(tokenizer)
     records = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()][:limit]
     engine = Engine(model, tokenizer, slots=slots, max_queue=len(records)).start()

@@ -17,8 +17,8 @@ from lmstack.chat.tools import Tool, calculator, open_index, search, tool_loop
 from lmstack.devices import resolve_device
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
+from lmstack.generate.loading import DecodingDtype, load_for_decoding
 from lmstack.serve.engine import Engine, Request
-from lmstack.serve.loading import load_for_serving
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tool_stream import reply_reader
 
@@ -138,7 +138,8 @@ def _typed(prompt: str) -> Iterator[str]:
 
 
 def chat(*, model: Path, adapter: Path | None = None, system: str | None = None, tools: bool = False,
-         docs: Path | None = None, temperature: float = 0.7, max_tokens: int = 256, device: str = "auto") -> dict:
+         docs: Path | None = None, temperature: float = 0.7, max_tokens: int = 256, device: str = "auto",
+         dtype: DecodingDtype = "auto") -> dict:
     """Chat with a model in the terminal (/reset, /history, /temp T, /system TEXT, /exit).
 
     Args:
@@ -150,8 +151,9 @@ def chat(*, model: Path, adapter: Path | None = None, system: str | None = None,
         temperature: sampling temperature (0: greedy)
         max_tokens: the most tokens per reply
         device: cpu, cuda, or auto
+        dtype: weights dtype: auto = bfloat16 where bf16 is native and the model's weights exceed 64 MB, else float32
     """
-    net, tokenizer = load_for_serving(model, adapter, resolve_device(device))
+    net, tokenizer = load_for_decoding(model, adapter, resolve_device(device), dtype)
     kit = ([calculator()] + ([search(open_index(docs))] if docs else [])) if tools else []
     engine = Engine(net, tokenizer, slots=1, max_queue=1).start()
     session = ChatSession(engine, system, kit, temperature, max_tokens)

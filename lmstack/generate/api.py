@@ -14,9 +14,6 @@ import time
 from typing import Literal
 from collections.abc import Collection, Iterator
 
-import torch
-
-from lmstack.adapt.methods import load_adapted
 from lmstack.errors import LmstackError
 from lmstack.io import read_json
 from lmstack.text.chat import ChatFormat
@@ -25,11 +22,15 @@ from lmstack.generate.beam import beam_search
 from lmstack.generate.config import GenerationConfig
 from lmstack.generate.decode import decode
 from lmstack.generate.grammar import Constraint, Grammar
-from lmstack.generate.layout import decode_layout
-from lmstack.generate.speculative import Drafter, DraftModel, PromptLookup, SpeculativeStats, speculative_decode
+from lmstack.generate.loading import DecodingDtype, load_drafter, load_for_decoding
+from lmstack.generate.speculative import Drafter, SpeculativeStats, speculative_decode
+from lmstack.generate.steering import controlled, steer
 from lmstack.text.stream import TextStream
 from lmstack.model import Transformer
 from lmstack.model.source import LogitSource, to_source
+
+
+FLUSH_EVERY_S = 0.05  # how often ``lmstack generate`` flushes the text it streams
 
 
 def generate(model: Transformer | LogitSource, tokenizer: Tokenizer, prompt: str | list[str] | list[list[int]],
@@ -148,9 +149,11 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", adapte
                  top_p: float = 1.0, repetition_penalty: float = 1.0, num_beams: int = 1,
                  length_penalty: float = 1.0, early_stopping: bool | Literal["never"] = False,
                  stop: list[str] | None = None, seed: int | None = None, compile: bool = False,
-                 dtype: Literal["float32", "bfloat16"] = "float32", stream: bool = True,
+                 dtype: DecodingDtype = "auto", stream: bool = True,
                  json_schema: str | None = None, draft: str | None = None, prompt_lookup: int = 0,
-                 num_draft: int = 4) -> dict:
+                 num_draft: int = 4, control: str | None = None, expert: str | None = None,
+                 anti_expert: str | None = None, alpha: float = 1.0, amateur: str | None = None,
+                 plausibility: float = 0.1) -> dict:
     """Continue one or more prompts with a model directory (greedy by default).
 
     Args:
@@ -171,13 +174,22 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", adapte
         stop: stop strings, cut from the output
         seed: sampling seed (same seed, same text)
         compile: torch.compile the decode step (slow to start, faster per token)
-        dtype: weights dtype; bfloat16 halves memory traffic on CPUs with bf16 support
+        dtype: weights dtype: auto = bfloat16 where bf16 is native and the model is large enough to gain (its
+            weights over 64 MB), else float32
         stream: print the text as it is made (one prompt, without --json)
         json_schema: a JSON schema file: every completion is compact JSON valid under it (greedy or sampled)
         draft: a smaller model directory with the same tokenizer: speculative decoding (same greedy text, same
             sampling distribution; one prompt)
         prompt_lookup: speculative decoding drafted by n-gram lookup in the text so far, n up to this (0 = off)
         num_draft: tokens drafted per target pass (with --draft or --prompt-lookup)
+        control: a control code attribute=label (CTRL; a model from lmstack train-control): its tag goes in
+            front of each prompt; an unknown code is refused, listing the model's
+        expert: DExperts expert: a model directory with the same tokenizer, or an adapter for --model
+        anti_expert: DExperts anti-expert (as --expert); with --do-sample, --top-p filters the base model's
+            logits before the experts are added (Liu et al. 2021)
+        alpha: DExperts strength: z_base + alpha (z_expert - z_anti); 0 = the base model, < 0 steers away
+        amateur: contrastive decoding: a weaker model directory or adapter whose log-probabilities are subtracted
+        plausibility: contrastive decoding keeps tokens with p >= plausibility * max p under --model
     """
     schema = None if json_schema is None else read_json(json_schema)
     if schema is not None and not isinstance(schema, dict):
@@ -187,33 +199,33 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", adapte
                               repetition_penalty=repetition_penalty, num_beams=num_beams,
                               length_penalty=length_penalty, early_stopping=early_stopping, stop=stop or [],
                               seed=seed, compile=compile)
-    if draft is not None and prompt_lookup:
-        raise LmstackError("choose one drafter: --draft or --prompt-lookup")
     if (draft is not None or prompt_lookup) and (num_beams > 1 or len(prompt) > 1 or schema is not None):
         raise LmstackError("speculative decoding (--draft / --prompt-lookup) takes one prompt, no beams, no schema")
-    net, tokenizer = load_adapted(model, adapter, dtype=getattr(torch, dtype))
-    net = decode_layout(net)
-    drafter: Drafter | None = PromptLookup(prompt_lookup, num_draft) if prompt_lookup else None
-    if draft is not None:
-        small, small_tokenizer = load_adapted(draft, None, dtype=getattr(torch, dtype))
-        if small_tokenizer.sha256 != tokenizer.sha256:
-            raise LmstackError(f"--draft {draft}: its tokenizer differs from {model}'s; a draft must share the "
-                               "target's tokenizer")
-        drafter = DraftModel(decode_layout(small), num_draft)
+    if (draft is not None or prompt_lookup) and (expert or anti_expert or amateur):
+        raise LmstackError("speculative decoding (--draft / --prompt-lookup) does not combine with steering")
+    if control is not None and chat:
+        raise LmstackError("--control tags plain text to continue; drop --chat")
+    net, tokenizer = load_for_decoding(model, adapter, dtype=dtype)
+    net, config = steer(net, tokenizer, model, config, expert, anti_expert, alpha, amateur, plausibility, dtype=dtype)
+    drafter = load_drafter(tokenizer, draft, prompt_lookup, num_draft, dtype=dtype)
     inputs, stop_ids = prompt, frozenset()
     if chat:
         chat_format, turns = ChatFormat(tokenizer), [[{"role": "user", "content": p}] for p in prompt]
         prompt, inputs = [chat_format.render(t) for t in turns], [chat_format.encode(t) for t in turns]
         stop_ids = chat_format.end_ids
+    if control is not None:
+        inputs = controlled(tokenizer, inputs, control, [adapter, model])
     grammar = None if schema is None else Grammar.from_json_schema(schema, tokenizer, end_ids(tokenizer, stop_ids),
                                                                     where=json_schema)
     live = stream and len(prompt) == 1  # with --json the CLI sends this to stderr
     streams = [TextStream(tokenizer, config.stop) for _ in prompt]
     stats = SpeculativeStats() if drafter is not None else None
-    start = time.perf_counter()
+    start = flushed = time.perf_counter()
     for _, piece in pieces(net, tokenizer, inputs, config, streams, stop_ids, grammar, drafter=drafter, stats=stats):
-        if live:
-            print(piece, end="", flush=True)
+        if live:  # flushed every 50 ms at most: a terminal write per token costs as much as a small model's step
+            now = time.perf_counter()
+            print(piece, end="", flush=now - flushed > FLUSH_EVERY_S)
+            flushed = now if now - flushed > FLUSH_EVERY_S else flushed
     seconds = time.perf_counter() - start
     if live:
         print()

@@ -25,8 +25,14 @@ import torch
 from torch import nn
 
 from lmstack.errors import LmstackError
+from lmstack.generate.processors import top_p as top_p_filter
 from lmstack.model.blocks import KVCache
 from lmstack.model.source import LogitSource, to_source
+
+# What a token outside a cut (DExperts' base nucleus, contrastive decoding's plausible head) scores below the rest:
+# exp(-1e4) underflows to probability 0, yet a row a later processor leaves with nothing inside its cut (eos under
+# min_new_tokens) still ranks the tokens outside instead of the draw failing.
+OUTSIDE = 1e4
 
 
 class Caches:
@@ -51,7 +57,8 @@ class Caches:
 class Mixture:
     """The logit source sum_i weights[i] * z_i over ``sources`` (models or sources); ``normalize`` mixes
     log-probabilities instead of logits, and ``plausible`` (alpha in (0, 1]) keeps only the tokens to which
-    the first source gives at least alpha times its top probability."""
+    the first source gives at least alpha times its top probability (the others score its log-probability
+    minus ``OUTSIDE``)."""
 
     def __init__(self, sources: list[nn.Module | LogitSource], weights: list[float], normalize: bool = False,
                  plausible: float | None = None):
@@ -93,17 +100,41 @@ class Mixture:
         if self.plausible is not None:
             logp = z[0] if self.normalize else z[0].log_softmax(dim=-1)
             head = logp >= logp.max(dim=-1, keepdim=True).values + math.log(self.plausible)
-            mixed = mixed.masked_fill(~head, -float("inf"))
+            mixed = torch.where(head, mixed, logp - OUTSIDE)
         return mixed
 
 
-def dexperts(base: nn.Module | LogitSource, expert: nn.Module | LogitSource, anti_expert: nn.Module | LogitSource,
-             alpha: float = 1.0) -> Mixture:
-    """DExperts (Liu et al. 2021): z = z_base + alpha (z_expert - z_anti); alpha = 0 is the base model."""
-    return Mixture([base, expert, anti_expert], [1.0, alpha, -alpha])
+class DExperts(Mixture):
+    """z_base + sum_i w_i z_i (the experts' weights +alpha, the anti-experts' -alpha) over the base's top-p
+    nucleus (``top_p`` = 1: every token): the paper's "top-p filtered" base, the mixture then sampled whole."""
+
+    def __init__(self, base: nn.Module | LogitSource, experts: list[nn.Module | LogitSource], weights: list[float],
+                 top_p: float = 1.0):
+        if not 0 < top_p <= 1:
+            raise LmstackError(f"DExperts' base nucleus top_p must be in (0, 1], got {top_p}")
+        super().__init__([base, *experts], [1.0, *weights])
+        self.top_p = top_p
+
+    def mix(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        mixed = super().mix(logits)
+        if self.top_p >= 1:
+            return mixed
+        return torch.where(top_p_filter(logits[0].float(), self.top_p).isinf(), mixed - OUTSIDE, mixed)
+
+
+def dexperts(base: nn.Module | LogitSource, expert: nn.Module | LogitSource | None = None,
+             anti_expert: nn.Module | LogitSource | None = None, alpha: float = 1.0, top_p: float = 1.0) -> DExperts:
+    """DExperts (Liu et al. 2021, eq. 1): z = z_base + alpha (z_expert - z_anti) inside the base's top-p nucleus;
+    alpha = 0 is the base model, alpha < 0 steers the other way; either expert may be left out."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise LmstackError(f"alpha must be a finite number, got {alpha!r}")
+    members = [(m, w) for m, w in ((expert, alpha), (anti_expert, -alpha)) if m is not None]
+    if not members:
+        raise LmstackError("DExperts needs an expert, an anti-expert or both")
+    return DExperts(base, [m for m, _ in members], [w for _, w in members], top_p)
 
 
 def contrastive(expert: nn.Module | LogitSource, amateur: nn.Module | LogitSource, alpha: float = 0.1) -> Mixture:
     """Contrastive decoding (Li et al. 2022): log p_expert - log p_amateur over the tokens with
-    p_expert >= alpha * max p_expert (the rest -inf)."""
+    p_expert >= alpha * max p_expert (the rest: probability 0)."""
     return Mixture([expert, amateur], [1.0, -1.0], normalize=True, plausible=alpha)

@@ -25,7 +25,14 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == self.weight.dtype == torch.float32:
+            return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
         return F.rms_norm(x.float(), (x.size(-1),), self.weight.float(), self.eps).to(x.dtype)
+
+
+def dropout_layer(p: float) -> nn.Module:
+    """``nn.Dropout(p)``, or for p = 0 an identity (cheaper to call: decoding a small model is call overhead)."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
 
 
 def layer_norm(dim: int, eps: float, bias: bool) -> nn.LayerNorm:
@@ -37,11 +44,14 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, head_dim: int, max_len: int, theta: float):
         super().__init__()
-        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-        freqs = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
+        # The tables are computed on the CPU and moved to the default device: on "meta" (a model built to be
+        # loaded) torch.arange runs a Python reference that imports torch._dynamo, a second of start-up.
+        device, cpu = torch.get_default_device(), torch.device("cpu")
+        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=cpu) / head_dim)
+        freqs = torch.outer(torch.arange(max_len, dtype=torch.float32, device=cpu), inv_freq)
         angles = torch.cat([freqs, freqs], dim=-1)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.register_buffer("cos", angles.cos().to(device), persistent=False)
+        self.register_buffer("sin", angles.sin().to(device), persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin tables for ``positions`` ([T] or [B, T]), shaped to broadcast over heads."""
@@ -117,13 +127,13 @@ class Attention(nn.Module):
 
     def forward(self, x, rope_cs, cache: KVCache | None, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
         B, T, _ = x.shape
-        q, k, v = self.qkv(x).split(
-            [self.n_head * self.head_dim, self.n_kv_head * self.head_dim, self.n_kv_head * self.head_dim], dim=-1)
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        qk, v = self.qkv(x).split([(self.n_head + self.n_kv_head) * self.head_dim, self.n_kv_head * self.head_dim],
+                                  dim=-1)
+        qk = qk.view(B, T, self.n_head + self.n_kv_head, self.head_dim).transpose(1, 2)  # [B, H + Hkv, T, D]
+        if self.rope:  # one rotation for the query and key heads together
+            qk = apply_rope(qk, *rope_cs)
+        q, k = qk.split([self.n_head, self.n_kv_head], dim=1)
         v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        if self.rope:
-            q, k = apply_rope(q, *rope_cs), apply_rope(k, *rope_cs)
         if cache is not None:
             k, v = cache.update(layer, k, v)
         y = self._attend(q, k, v, mask, T)
@@ -199,7 +209,7 @@ class Block(nn.Module):
     def __init__(self, attn: Attention, mlp: nn.Module, norm1: nn.Module, norm2: nn.Module, dropout: float):
         super().__init__()
         self.norm1, self.attn, self.norm2, self.mlp = norm1, attn, norm2, mlp
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
 
     def forward(self, x, rope_cs, cache: KVCache | None, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
         x = x + self.drop(self.attn(self.norm1(x), rope_cs, cache, layer, mask))
@@ -213,7 +223,7 @@ class PostNormBlock(nn.Module):
     def __init__(self, attn: Attention, mlp: nn.Module, norm1: nn.Module, norm2: nn.Module, dropout: float):
         super().__init__()
         self.attn, self.norm1, self.mlp, self.norm2 = attn, norm1, mlp, norm2
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         x = self.norm1(x + self.drop(self.attn(x, None, None, 0, mask)))

@@ -27,6 +27,7 @@ from lmstack.io import atomic_dir, read_json, write_json
 from lmstack.model.config import ModelConfig
 from lmstack.text.chat import ChatFormat
 from lmstack.model.registry import Family, build_model, family_for_hf, family_of, get_family, head_for_hf, names
+from lmstack.model.skeleton import empty_weights
 
 
 # ----------------------------------------------------------------------------------------------- configs
@@ -56,7 +57,7 @@ def _check_agreement(hf: dict, config: ModelConfig, family: Family, source: str)
     that transformers would follow and lmstack would not), naming the Hugging Face key, the lmstack field and
     both values. A key counts when it differs from what the block would write and changes what it is read as."""
     try:
-        with torch.device("meta"):
+        with empty_weights():
             written = family.to_hf_config(build_model(config))
     except LmstackError as e:
         raise LmstackError(f"{source}: the lmstack block: {e}") from e
@@ -224,7 +225,7 @@ def _read_hf(path: Path) -> dict:
 def _load(path: Path, hf: dict, config: ModelConfig, device: str | torch.device, dtype: torch.dtype | None
           ) -> nn.Module:
     head = head_for_hf(hf, get_family(config.family))
-    with torch.device("meta"):
+    with empty_weights():
         model = build_model(config)
         model = head.wrap(model, hf) if head is not None else model
     model = load_weights(model, path)

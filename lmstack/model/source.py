@@ -14,6 +14,8 @@ only (the prompt and what has been generated), whatever a source keeps in its ca
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -26,6 +28,21 @@ from lmstack.model.blocks import KVCache
 # from C++ (``cpp_wrapper``). Dynamic shapes: a growing cache or another prompt length reuses the same code.
 # Compiled code is shared by every model of one architecture; the first call in a process takes ~10 s.
 COMPILE_OPTIONS = {"cpp_wrapper": True}
+
+
+def compile_cache_dir() -> Path:
+    """Where compiled decode steps persist, so a model shape compiles once per machine rather than once per
+    command: Inductor's on-disk caches (FX graphs, AOTAutograd, C++ kernels) under
+    ``$XDG_CACHE_HOME/lmstack/compile/torch-<version>`` (default ``~/.cache``). A cache another torch version
+    wrote sits in another folder and is never read; ``TORCHINDUCTOR_CACHE_DIR``, when set, wins."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "lmstack" / "compile" / f"torch-{torch.__version__}"
+
+
+def compiled(model: nn.Module) -> nn.Module:
+    """``model`` compiled for one-token steps (dynamic shapes), its code cached in ``compile_cache_dir``."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
+    return torch.compile(model, dynamic=True, options=COMPILE_OPTIONS)
 
 
 @runtime_checkable
@@ -58,7 +75,7 @@ class ModelSource:
 
     def __init__(self, model: nn.Module, compile: bool = False):
         self.model = model
-        self.one_step = torch.compile(model, dynamic=True, options=COMPILE_OPTIONS) if compile else model
+        self.one_step = compiled(model) if compile else model
         self.vocab_size, self.context = model.config.vocab_size, model.config.block_size
         self.device = model.tok_emb.weight.device
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lmstack.errors import LmstackError
-from lmstack.model.blocks import Block, KVCache, RotaryEmbedding, attention_mask, init_weights
+from lmstack.model.blocks import Block, KVCache, RotaryEmbedding, attention_mask, dropout_layer, init_weights
 from lmstack.model.config import ModelConfig
 
 
@@ -22,7 +22,7 @@ class Transformer(nn.Module):
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.pos_emb = pos_emb
         self.rope = rope
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = dropout_layer(config.dropout)
         self.blocks = nn.ModuleList(blocks)
         self.norm_f = norm_f
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)

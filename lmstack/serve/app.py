@@ -26,7 +26,8 @@ from lmstack.serve import embeddings, errors, metrics_route, page, routes_chat, 
 from lmstack.serve.auth import BodyLimit, api_key_check
 from lmstack.serve.backend import Backend
 from lmstack.serve.engine import Engine
-from lmstack.serve.loading import generation_end_ids, load_for_serving
+from lmstack.generate.loading import DecodingDtype, load_drafter, load_for_decoding
+from lmstack.serve.loading import generation_end_ids
 from lmstack.serve.settings import Settings
 
 __all__ = ["Settings", "create_app", "serve"]
@@ -59,7 +60,8 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
 def serve(*, model: Path, adapter: Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           api_key: str | None = None, cors_origin: list[str] | None = None, name: str | None = None,
           slots: int = 16, max_queue: int = 64, max_tokens: int | None = None, max_body: int = 1_000_000,
-          device: str = "auto", log_level: str = "info", strict: bool = False) -> dict:
+          device: str = "auto", dtype: DecodingDtype = "auto", log_level: str = "info", strict: bool = False,
+          draft: Path | None = None, prompt_lookup: int = 0, num_draft: int = 4) -> dict:
     """Serve a model directory over the OpenAI REST API, with a chat page at /.
 
     Args:
@@ -75,12 +77,18 @@ def serve(*, model: Path, adapter: Path | None = None, host: str = "127.0.0.1", 
         max_tokens: the most new tokens one request may ask for (default: the context)
         max_body: the largest request body, in bytes
         device: cpu, cuda, or auto
+        dtype: weights dtype: auto = bfloat16 where bf16 is native and the model's weights exceed 64 MB, else float32
         log_level: uvicorn's log level (info logs every request)
         strict: refuse request fields outside OpenAI's schema with a 400 (default: ignore them, logging a warning)
+        draft: a smaller model directory with the same tokenizer: speculative decoding of every request without a
+            JSON schema or logprobs (same greedy text, same sampling distribution, fewer passes of the model)
+        prompt_lookup: speculative decoding drafted by n-gram lookup in each request's text, n up to this (0 = off)
+        num_draft: tokens drafted per pass (with --draft or --prompt-lookup)
     """
 
-    net, tokenizer = load_for_serving(model, adapter, resolve_device(device))
-    engine = Engine(net, tokenizer, slots=slots, max_queue=max_queue).start()
+    net, tokenizer = load_for_decoding(model, adapter, resolve_device(device), dtype)
+    drafter = load_drafter(tokenizer, draft, prompt_lookup, num_draft, resolve_device(device), dtype)
+    engine = Engine(net, tokenizer, slots=slots, max_queue=max_queue, drafter=drafter).start()
     settings = Settings(model_name=name or Path(model).resolve().name, api_key=api_key or os.environ.get(
         "LMSTACK_API_KEY") or None, cors_origins=list(cors_origin or []), max_tokens=max_tokens, max_body=max_body,
         strict=strict, end_ids=generation_end_ids(Path(model)))

@@ -15,11 +15,18 @@ batch's plain argmax.
 
 The engine decodes a logit source (``lmstack.model.source``): the source makes the slot cache and fills
 whatever it keeps before a prompt (say, trained positions of an adapter) when a slot is prefilled.
+
+With a ``drafter`` (``generate.speculative``: a draft model or prompt lookup), a step is speculative for every
+running request without a grammar or logprobs: each drafts up to k tokens, one forward pass reads every row's
+pending token and its draft (rows padded to the longest draft, each at its own cache offset), and each row keeps
+the prefix ``speculative.verify`` accepts plus one token of the model's own; its slot is cut back to what it
+kept. Greedy rows make exactly the tokens plain steps make; sampled rows keep their distribution.
 """
 
 from __future__ import annotations
 
 import collections
+import copy
 import queue
 import threading
 from concurrent.futures import Future
@@ -34,11 +41,12 @@ from lmstack.generate.config import GenerationConfig
 from lmstack.generate.decode import processed_scores
 from lmstack.generate.grammar import Constraint
 from lmstack.generate.processors import DecodeState, LogitsProcessorList, logits_processors, pick, sampler
+from lmstack.generate.speculative import Drafter, processed, verify
 from lmstack.text.stream import TextStream
 from lmstack.model import Transformer
 from lmstack.model.blocks import KVCache, attention_mask
 from lmstack.model.config import ModelConfig
-from lmstack.model.source import LogitSource, to_source
+from lmstack.model.source import LogitSource, ModelSource, to_source
 
 
 class EngineBusy(LmstackError):
@@ -79,8 +87,11 @@ class SlotCache(KVCache):
             rows = torch.arange(lo, hi, device=k.device)
             self.k[layer][rows, :, self.offsets] = k[:, :, 0]
             self.v[layer][rows, :, self.offsets] = v[:, :, 0]
-        else:
-            raise LmstackError("a slot cache prefills one request at a time")
+        else:  # a speculative step: T tokens a row, each row from its own offset
+            rows = torch.arange(lo, hi, device=k.device)[:, None]
+            at = self.offsets[:, None] + torch.arange(T, device=k.device)  # [n, T]
+            self.k[layer][rows, :, at] = k.transpose(1, 2)
+            self.v[layer][rows, :, at] = v.transpose(1, 2)
         end = self.pos + T
         return self.k[layer][lo:hi, :, :end], self.v[layer][lo:hi, :, :end]
 
@@ -88,8 +99,10 @@ class SlotCache(KVCache):
         """Each row's query sees its own cached tokens only (a slot's stale tail is hidden)."""
         if len(self.rows) == 1 or len(set(self.lengths[self.rows.start:self.rows.stop])) == 1:
             return attention_mask(T, self.pos, None, self.k[0].device)
-        keys = torch.arange(self.pos + 1, device=self.k[0].device)
-        return (keys <= self.offsets[:, None])[:, None, None, :]
+        device = self.k[0].device
+        keys = torch.arange(self.pos + T, device=device)
+        last = self.offsets[:, None] + torch.arange(T, device=device)  # [n, T]: the last key each query sees
+        return (keys <= last[:, :, None])[:, None]
 
     def advance(self, T: int) -> None:
         for r in self.rows:
@@ -142,14 +155,19 @@ class _Running:
     state: DecodeState
     rng: torch.Generator | None  # sampling only
     tokens: list[int] = field(default_factory=list)
+    drafter: Drafter | None = None  # this request's own (a draft model keeps a cache per request)
 
 
 class Engine:
     """Decode submitted requests in one thread with continuous batching over ``slots`` cache slots."""
 
     def __init__(self, model: Transformer | LogitSource, tokenizer: Tokenizer, slots: int = 16, max_queue: int = 64,
-                 max_len: int | None = None):
+                 max_len: int | None = None, drafter: Drafter | None = None):
         self.model, self.source, self.tokenizer = model, to_source(model), tokenizer  # embeddings read the model
+        if drafter is not None and not isinstance(self.source, ModelSource):
+            raise LmstackError("speculative decoding needs a plain model (merge a LoRA adapter; a prefix, prompt or "
+                               "mixture source has no multi-token verify pass here)")
+        self.drafter = drafter
         self.device = self.source.device
         self.max_len = min(max_len or self.source.context, self.source.context)
         self.cache = self.source.new_cache(slots, self.max_len, cache_cls=SlotCache)
@@ -242,7 +260,7 @@ class Engine:
                     admitted.append(self.waiting.popleft())
             for fn, future in calls:
                 _run_call(fn, future)
-            self._retire([i for i, r in enumerate(self.running) if r.request.cancelled], "cancelled")
+            self._retire([(i, Event(finish="cancelled")) for i, r in enumerate(self.running) if r.request.cancelled])
             for request in admitted:
                 try:
                     self._prefill(request)
@@ -269,12 +287,18 @@ class Engine:
         config = request.config
         state = DecodeState.start([request.prompt], config, self.source.vocab_size, self.device)
         budget = min(config.max_new_tokens, self.max_len - len(request.prompt))
+        drafter = None
+        if self.drafter is not None and request.constraint is None and request.logprobs is None:
+            drafter = copy.copy(self.drafter)
+            drafter.start(request.prompt, config, self.tokenizer.eos_id, self.max_len, self.source.vocab_size)
         self.running.append(_Running(request, TextStream(self.tokenizer, config.stop), budget,
                                      logits_processors(config, self.tokenizer.eos_id), state,
-                                     sampler(config, self.device)))
+                                     sampler(config, self.device), drafter=drafter))
         self._advance(logits)
 
     def _step(self) -> None:
+        if self.drafter is not None and all(r.drafter is not None for r in self.running):
+            return self._speculative_step()
         n = len(self.running)
         self.cache.use(0, n)
         # each row's last token, at its position among the request's real tokens
@@ -283,6 +307,35 @@ class Engine:
         logits = self.source.step(rows[:, 0], self.cache, rows[:, 1:])
         self.steps += 1
         self._advance(logits)
+
+    def _speculative_step(self) -> None:
+        """One verify pass over every running request (see the module docstring)."""
+        n = len(self.running)
+        self.cache.use(0, n)
+        room = self.max_len - self.cache.pos - 1  # the padded rows must fit the longest slot's context
+        drafts = []
+        for r in self.running:
+            k = min(r.drafter.num_draft, r.budget - len(r.tokens) - 1, room)
+            drafts.append(r.drafter.propose(r.request.prompt + r.tokens, r.state, k, r.rng) if k > 0 else ([], None))
+        T = 1 + max(len(d) for d, _ in drafts)
+        idx = torch.tensor([[r.tokens[-1], *d, *[0] * (T - 1 - len(d))] for r, (d, _) in zip(self.running, drafts)],
+                           dtype=torch.long, device=self.device)
+        start = [len(r.request.prompt) + len(r.tokens) - 1 for r in self.running]  # each pending token's position
+        positions = torch.tensor(start, device=self.device)[:, None] + torch.arange(T, device=self.device)
+        logits = self.source.model(idx, self.cache, positions)  # [n, T, V]
+        self.steps += 1
+        finished = []
+        for i, (r, (draft, q)) in enumerate(zip(self.running, drafts)):
+            scores = processed(r.processors, r.state, logits[i, :len(draft) + 1], draft)
+            kept, token = verify(scores, draft, q, r.request.config.do_sample, r.rng)
+            self.cache.lengths[i] = start[i] + 1 + kept  # the pending token and the drafts kept
+            for t in draft[:kept] + [token]:
+                event = self._event(r, t, None)
+                if event.finish:
+                    finished.append((i, event))
+                    break
+                r.request.emit(event)
+        self._retire(finished)
 
     def _advance(self, logits: torch.Tensor) -> None:
         """Pick the next token of the last ``len(logits)`` running requests, emit it, retire the finished."""
@@ -294,43 +347,50 @@ class Engine:
             if r.processors or r.rng is not None or constraint is not None:  # plain greedy keeps the argmax
                 live = None if constraint is None else [constraint]
                 tokens[i] = pick(processed_scores(scores[i:i + 1], live, r.processors, r.state), r.rng)[0]
-        picked = tokens.tolist()
-        self.generated_tokens += len(picked)
         finished = []
-        for i, (r, token) in enumerate(zip(self.running[first:], picked)):
-            r.tokens.append(token)
-            r.state.push([token])
-            event = Event(token=token, prompt_tokens=len(r.request.prompt), completion_tokens=len(r.tokens))
-            if r.request.logprobs is not None:
-                event.logprob, event.top = _logprobs(scores[i], token, r.request.logprobs)
-            event.error = _follow(r.request.constraint, token)
-            if event.error:  # the grammar left no token to pick: this request fails alone
-                event.finish = "error"
-            elif token in r.request.stop_ids:
-                event.text, event.finish = r.stream.finish(), "stop"
-            else:
-                event.text = r.stream.push(token)
-                if r.stream.done:
-                    event.finish = "stop"
-                elif len(r.tokens) >= r.budget:
-                    event.text += r.stream.finish()
-                    event.finish = "length"
-            r.request.emit(event)
+        for i, (r, token) in enumerate(zip(self.running[first:], tokens.tolist())):
+            event = self._event(r, token, scores[i])
             if event.finish:
-                finished.append(first + i)
-        self._retire(finished, None)
+                finished.append((first + i, event))
+            else:
+                r.request.emit(event)
+        self._retire(finished)
 
-    def _retire(self, indices: list[int], finish: str | None) -> None:
-        """Free the slots of ``running[indices]`` (telling each request ``finish``, if given)."""
-        for i in sorted(indices, reverse=True):
-            if finish:
-                self.running[i].request.emit(Event(finish=finish))
+    def _event(self, r: _Running, token: int, scores: torch.Tensor | None) -> Event:
+        """Append ``token`` to ``r``; the event that tells its request (``scores`` [V]: for the logprobs asked
+        for), which ``finish`` says ends it."""
+        self.generated_tokens += 1
+        r.tokens.append(token)
+        r.state.push([token])
+        event = Event(token=token, prompt_tokens=len(r.request.prompt), completion_tokens=len(r.tokens))
+        if r.request.logprobs is not None:
+            event.logprob, event.top = _logprobs(scores, token, r.request.logprobs)
+        event.error = _follow(r.request.constraint, token)
+        if event.error:  # the grammar left no token to pick: this request fails alone
+            event.finish = "error"
+        elif token in r.request.stop_ids:
+            event.text, event.finish = r.stream.finish(), "stop"
+        else:
+            event.text = r.stream.push(token)
+            if r.stream.done:
+                event.finish = "stop"
+            elif len(r.tokens) >= r.budget:
+                event.text += r.stream.finish()
+                event.finish = "length"
+        return event
+
+    def _retire(self, finished: list[tuple[int, Event]]) -> None:
+        """Free the slots of ``running[i]`` for each (i, last event), then send each request its last event (so a
+        client holding it finds the slot free)."""
+        requests = [(self.running[i].request, event) for i, event in finished]
+        for i in sorted((i for i, _ in finished), reverse=True):
             last = len(self.running) - 1
             if i != last:
                 self.cache.move(last, i)
                 self.running[i] = self.running[last]
             self.running.pop()
-
+        for request, event in requests:
+            request.emit(event)
 
 def _logprobs(scores: torch.Tensor, token: int, k: int) -> tuple[float, list[tuple[int, float]]]:
     """The chosen token's log-probability under the model and the ``k`` most likely tokens'."""

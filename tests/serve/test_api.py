@@ -239,3 +239,34 @@ def test_a_client_that_disconnects_mid_stream_frees_its_slot(server):
         deadline -= 1
     health = httpx2.get(server + "/health").json()
     assert health["running"] == 0 and health["steps"] - steps < 150, health["steps"] - steps
+
+
+def test_a_speculative_server_answers_as_plain_greedy(model_dir, local, tokenizer, tmp_path):
+    """``serve --draft`` (the model drafting for itself) and ``--prompt-lookup``: the
+    official client gets the text plain greedy decoding makes."""
+    from .conftest import start_server, stop_server
+
+    model, _ = local
+    prompts = ["hello 你好 hello 你好 hello", "凯尔河镇"]
+    expected = generate(model, tokenizer, prompts, max_new_tokens=24)
+    for flags in (["--prompt-lookup", "3"], ["--draft", str(model_dir), "--num-draft", "3"]):
+        proc, url = start_server(model_dir, *flags)
+        try:
+            spec = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+            reply = spec.completions.create(model="tiny", prompt=prompts, max_tokens=24, temperature=0)
+            assert [c.text for c in reply.choices] == expected
+        finally:
+            stop_server(proc)
+
+
+def test_a_bad_drafter_is_refused_before_serving(model_dir):
+    import subprocess
+    import sys
+
+    from .conftest import SERVER
+
+    for flags, words in ((["--prompt-lookup", "2", "--num-draft", "0"], "--num-draft must be at least 1"),
+                         (["--prompt-lookup", "2", "--draft", str(model_dir)], "choose one drafter")):
+        done = subprocess.run([sys.executable, "-c", SERVER, "serve", "--model", str(model_dir), *flags],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0 and done.stderr.count("\n") == 1 and words in done.stderr, done.stderr

@@ -27,6 +27,20 @@ def collect() -> tuple[list[Event], callable]:
     return events, events.append
 
 
+def run_all(engine: Engine, prompts: list[list[int]], configs: list[GenerationConfig]) -> list[list[Event]]:
+    """Each request's events, all submitted before ``engine`` starts, once every one has finished."""
+    outputs = [collect() for _ in prompts]
+    for p, c, (_, emit) in zip(prompts, configs, outputs):
+        engine.submit(Request(p, c, emit))
+    engine.start()
+    try:
+        while not all(events and events[-1].finish for events, _ in outputs):
+            threading.Event().wait(0.01)
+    finally:
+        engine.stop()
+    return [events for events, _ in outputs]
+
+
 def _adapted(model, method: str):
     """``model`` under a PEFT method, its new weights perturbed (they start as a no-op for LoRA and adapters)."""
     from lmstack.adapt.methods import METHODS
@@ -85,17 +99,8 @@ def test_a_mixture_of_sources_is_served_with_a_slot_cache_per_member():
     prompts = [torch.randint(8, 97, (n,), generator=gen).tolist() for n in (7, 1, 20, 3)]
     configs = [GenerationConfig(max_new_tokens=n) for n in (9, 14, 5, 11)]
     configs[1] = GenerationConfig(max_new_tokens=14, repetition_penalty=1.3)
-    engine = Engine(Mixture([adapted, other], [1.0, 0.0]), _Chars(), slots=2)
-    outputs = [collect() for _ in prompts]
-    for p, c, (_, emit) in zip(prompts, configs, outputs):  # more requests than slots: slots are reused
-        engine.submit(Request(p, c, emit))
-    engine.start()
-    try:
-        while not all(events and events[-1].finish for events, _ in outputs):
-            threading.Event().wait(0.01)
-    finally:
-        engine.stop()
-    served = [[e.token for e in events] for events, _ in outputs]
+    outputs = run_all(Engine(Mixture([adapted, other], [1.0, 0.0]), _Chars(), slots=2), prompts, configs)
+    served = [[e.token for e in events] for events in outputs]  # more requests than slots: slots are reused
     assert served == [alone(adapted, p, c) for p, c in zip(prompts, configs)]
 
 
@@ -185,3 +190,28 @@ def test_a_constrained_request_with_min_new_tokens_ends_where_its_grammar_does(t
         engine.stop()
     assert events[-1].finish == "stop" and events[-1].error is None
     assert "".join(e.text for e in events) == '{"a":1}'
+
+
+@pytest.mark.parametrize("drafter", ["self", "other", "lookup"])
+def test_speculative_steps_make_the_tokens_plain_steps_make(drafter):
+    """With a drafter the engine verifies every running request's draft in one pass, rows at their own offsets:
+    greedy requests (penalised ones too) get exactly the tokens ``decode`` gives each alone. Drafted by the model
+    itself every draft is kept, so far fewer passes than tokens; a sampled request still gets its budget."""
+    from lmstack.generate.speculative import DraftModel, PromptLookup
+
+    model = random_model(97, seed=3, name="llama-tiny")
+    draft = {"self": lambda: DraftModel(model, 3), "other": lambda: DraftModel(random_model(97, 8, "gpt2-tiny"), 3),
+             "lookup": lambda: PromptLookup(2, 4)}[drafter]()
+    gen = torch.Generator().manual_seed(1)
+    specs = [(int(torch.randint(1, 30, (1,), generator=gen)), n) for n in (20, 7, 33, 1, 15, 26)]
+    prompts = [torch.randint(8, 97, (length,), generator=gen).tolist() for length, _ in specs]
+    configs = [GenerationConfig(max_new_tokens=n) for _, n in specs]
+    configs[1] = GenerationConfig(max_new_tokens=7, repetition_penalty=1.3)
+    configs[5] = GenerationConfig(max_new_tokens=26, do_sample=True, temperature=0.9, seed=2)
+    engine = Engine(model, tokenizer=_Chars(), slots=3, max_queue=16, drafter=draft)
+    for prompt, config, events in zip(prompts, configs, run_all(engine, prompts, configs)):
+        assert events[-1].finish == "length" and events[-1].completion_tokens == config.max_new_tokens
+        if not config.do_sample:
+            assert [e.token for e in events] == alone(model, prompt, config)
+    if drafter == "self":
+        assert engine.steps < sum(n for _, n in specs) / 2

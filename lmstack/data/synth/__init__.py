@@ -24,6 +24,7 @@ from lmstack.data.synth import arithmetic, chat, facts, instructions, menu, pass
 from lmstack.data.synth import preferences  # noqa: F401  (registers the preferences and rl_prompts datasets)
 from lmstack.data.synth import choice_questions, summaries, translation, word_problems  # noqa: F401  (evaluation datasets)
 from lmstack.data.synth import analogies  # noqa: F401  (the analogies dataset: word-vector evaluation)
+from lmstack.data.synth import attributes  # noqa: F401  (attribute-labelled texts and neutral prompts: steering)
 from lmstack.data.synth.registry import DATASETS, SECTIONS, dataset, doc, section
 from lmstack.data.synth.world import World, build_world
 from lmstack.errors import LmstackError

@@ -31,6 +31,7 @@ from lmstack.model.heads import (EncoderForMaskedLM, EncoderForMultipleChoice, E
 from lmstack.model.hf import from_hf_config as read_config
 from lmstack.model.hf import load_weights
 from lmstack.text.tokenizer import Tokenizer
+from lmstack.model.skeleton import empty_weights
 
 # head name -> (our class, Hugging Face architecture); None is the bare encoder.
 HEADS: dict[str | None, tuple[type[nn.Module], str]] = {
@@ -198,7 +199,7 @@ def load_encoder(directory: str | Path, head: str | None = None, device: str | t
     arch = (hf.get("architectures") or ["BertModel"])[0]
     if head is not None and _HEAD_OF_ARCH.get(arch) != head:
         raise LmstackError(f"{path}: holds a {arch}, which has no '{head}' head")
-    with torch.device("meta"):
+    with empty_weights():
         model = _with_head(build_encoder(config), head, hf)
     model = load_weights(model, path)
     tokenizer = Tokenizer.load(path) if (path / "tokenizer.json").is_file() else None
