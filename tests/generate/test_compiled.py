@@ -37,6 +37,7 @@ def test_compiled_code_persists_per_torch_version(pair, tmp_path, monkeypatch):
     stale.mkdir(parents=True)
     (stale / "fxgraph").write_bytes(b"\x80not a cache entry")
     assert compile_cache_dir() == tmp_path / "lmstack" / "compile" / f"torch-{torch.__version__}"
+    torch._dynamo.reset()  # an earlier test's compiled step would be reused from memory, writing nothing
     try:
         config = GenerationConfig(max_new_tokens=8)
         compiled = torch.stack(list(decode(ModelSource(model, compile=True), [[5, 17, 42]], config)), dim=1)
