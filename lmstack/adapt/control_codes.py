@@ -62,9 +62,13 @@ def control_prefix(codes: dict[str, list[str]] | None, code: str, where: str = "
         raise LmstackError(f"--control {code}: {where} has no {CONTROL_FILE}; it was not trained with control codes "
                            "(lmstack train-control)")
     if label not in codes.get(attribute, []):
-        known = ", ".join(f"{a}={lab}" for a, labels in codes.items() for lab in labels)
-        raise LmstackError(f"--control {code}: unknown control code; {where} knows: {known}")
+        raise LmstackError(f"--control {code}: unknown control code; {where} knows: {listed(codes)}")
     return control_tag(attribute, label)
+
+
+def listed(codes: dict[str, list[str]]) -> str:
+    """``codes`` as the user types them: "sentiment=negative, sentiment=positive, ..."."""
+    return ", ".join(f"{a}={lab}" for a, labels in codes.items() for lab in labels)
 
 
 def control_ids(tokenizer: Tokenizer, tag: str, prompt: str | list[int]) -> list[int]:
@@ -88,8 +92,7 @@ def select_rows(rows: list[AttributeText], codes: list[str] | None, where: str) 
     for code in codes:
         attribute, _, label = code.partition("=")
         if attribute not in known or (label and label not in known[attribute]):
-            listed = ", ".join(f"{a}={lab}" for a, labels in known.items() for lab in labels)
-            raise LmstackError(f"--codes {code}: not in {where}; it has: {listed}")
+            raise LmstackError(f"--codes {code}: not in {where}; it has: {listed(known)}")
         keep |= {(attribute, lab) for lab in ([label] if label else known[attribute])}
     return [r for r in rows if (r.attribute, r.label) in keep]
 

@@ -224,8 +224,9 @@ def generate_cli(prompt: list[str], model: str = "runs/demo/train/model", adapte
     for _, piece in pieces(net, tokenizer, inputs, config, streams, stop_ids, grammar, drafter=drafter, stats=stats):
         if live:  # flushed every 50 ms at most: a terminal write per token costs as much as a small model's step
             now = time.perf_counter()
-            print(piece, end="", flush=now - flushed > FLUSH_EVERY_S)
-            flushed = now if now - flushed > FLUSH_EVERY_S else flushed
+            due = now - flushed > FLUSH_EVERY_S
+            print(piece, end="", flush=due)
+            flushed = now if due else flushed
     seconds = time.perf_counter() - start
     if live:
         print()

@@ -122,12 +122,18 @@ class DExperts(Mixture):
         return torch.where(top_p_filter(logits[0].float(), self.top_p).isinf(), mixed - OUTSIDE, mixed)
 
 
+def finite(value: object, name: str) -> float:
+    """``value`` as a float if it is a finite number, else one line naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise LmstackError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def dexperts(base: nn.Module | LogitSource, expert: nn.Module | LogitSource | None = None,
              anti_expert: nn.Module | LogitSource | None = None, alpha: float = 1.0, top_p: float = 1.0) -> DExperts:
     """DExperts (Liu et al. 2021, eq. 1): z = z_base + alpha (z_expert - z_anti) inside the base's top-p nucleus;
     alpha = 0 is the base model, alpha < 0 steers the other way; either expert may be left out."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
-        raise LmstackError(f"alpha must be a finite number, got {alpha!r}")
+    alpha = finite(alpha, "alpha")
     members = [(m, w) for m, w in ((expert, alpha), (anti_expert, -alpha)) if m is not None]
     if not members:
         raise LmstackError("DExperts needs an expert, an anti-expert or both")

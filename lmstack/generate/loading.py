@@ -70,8 +70,15 @@ def load_drafter(tokenizer: Tokenizer, draft: str | Path | None = None, prompt_l
         return PromptLookup(prompt_lookup, num_draft)
     if draft is None:
         return None
-    small, small_tokenizer = load_for_decoding(draft, None, device, dtype)
-    if small_tokenizer.sha256 != tokenizer.sha256:
-        raise LmstackError(f"--draft {draft}: its tokenizer differs from the model's; a draft must share the "
-                           "target's tokenizer")
-    return DraftModel(small, num_draft)
+    return DraftModel(load_companion(draft, tokenizer, "--draft", device, dtype), num_draft)
+
+
+def load_companion(model_dir: str | Path, tokenizer: Tokenizer, flag: str, device: str | torch.device = "cpu",
+                   dtype: DecodingDtype = "auto") -> nn.Module:
+    """A second model decoded beside the main one (a draft, a DExperts expert, a contrastive amateur), loaded as
+    it is; one on another tokenizer (compared by sha256) is refused, naming ``flag``."""
+    model, own = load_for_decoding(model_dir, None, device, dtype)
+    if own.sha256 != tokenizer.sha256:
+        raise LmstackError(f"{flag} {model_dir}: its tokenizer differs from the model's ({own.vocab_size} vs "
+                           f"{tokenizer.vocab_size} tokens, another sha256); it must share the model's tokenizer")
+    return model

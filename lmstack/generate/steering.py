@@ -2,9 +2,9 @@
 directories into what ``generate`` decodes (a logit source, or the prompt's ids).
 
 * DExperts (Liu et al. 2021, arXiv:2105.03023, eq. 1): z = z_base + alpha (z_expert - z_anti), over the base
-  model's nucleus: tokens outside the top-p set of softmax(z_base) get -inf (the paper's "top-p filtered" base),
-  then the mixture is sampled as it is. alpha = 0 is the base model; alpha < 0 steers the other way. Either expert
-  may be left out (expert-only: z_base + alpha z_expert; anti-only: z_base - alpha z_anti).
+  model's nucleus: tokens outside the top-p set of softmax(z_base) get probability 0 (the paper's "top-p
+  filtered" base), then the mixture is sampled as it is. alpha = 0 is the base model; alpha < 0 steers the other
+  way. Either expert may be left out (expert-only: z_base + alpha z_expert; anti-only: z_base - alpha z_anti).
 * Contrastive decoding (Li et al. 2022, arXiv:2210.15097): log p_model - log p_amateur over
   V_head = {x : p_model(x) >= plausibility * max_w p_model(w)}.
 * Control codes (Keskar et al. 2019): the tag ``adapt.control_codes`` trained in front of every text, in front of
@@ -18,7 +18,6 @@ An expert, anti-expert or amateur is a model directory with the same tokenizer (
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import torch
@@ -26,20 +25,13 @@ from torch import nn
 
 from lmstack.adapt.control_codes import control_ids, control_prefix, read_control_codes
 from lmstack.errors import LmstackError
-from lmstack.generate.combine import contrastive, dexperts
+from lmstack.generate.combine import contrastive, dexperts, finite
 from lmstack.generate.config import GenerationConfig
-from lmstack.generate.loading import DecodingDtype, load_for_decoding
+from lmstack.generate.loading import DecodingDtype, load_companion, load_for_decoding
 from lmstack.model.source import LogitSource
 from lmstack.text.tokenizer import Tokenizer
 
 ADAPTER_FILE = "adapter_config.json"
-
-
-def number(value: object, name: str) -> float:
-    """``value`` as a finite float, else one line naming the flag."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise LmstackError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 def load_member(directory: str | Path, base_dir: str | Path, tokenizer: Tokenizer, flag: str,
@@ -52,12 +44,7 @@ def load_member(directory: str | Path, base_dir: str | Path, tokenizer: Tokenize
     if (path / ADAPTER_FILE).is_file():
         model, _ = load_for_decoding(base_dir, path, device, dtype)
         return model
-    model, member_tokenizer = load_for_decoding(path, None, device, dtype)
-    if member_tokenizer.sha256 != tokenizer.sha256:
-        raise LmstackError(f"{flag} {path}: its tokenizer differs from the model's ({member_tokenizer.vocab_size} vs "
-                           f"{tokenizer.vocab_size} tokens, another sha256); a steering model must share the "
-                           "base model's tokenizer")
-    return model
+    return load_companion(path, tokenizer, flag, device, dtype)
 
 
 def steer(base: nn.Module | LogitSource, tokenizer: Tokenizer, base_dir: str | Path, config: GenerationConfig,
@@ -67,7 +54,7 @@ def steer(base: nn.Module | LogitSource, tokenizer: Tokenizer, base_dir: str | P
     """What to decode and how: ``base`` as it is when no steering is asked; DExperts with the expert and / or
     anti-expert directories (the sampler's top_p moves to the base's nucleus, so the mixture is not cut
     twice); or contrastive decoding against the amateur directory."""
-    alpha, plausibility = number(alpha, "--alpha"), number(plausibility, "--plausibility")
+    alpha, plausibility = finite(alpha, "--alpha"), finite(plausibility, "--plausibility")
     if amateur is not None and (expert is not None or anti_expert is not None):
         raise LmstackError("choose one steering method: --expert / --anti-expert (DExperts) or --amateur "
                            "(contrastive decoding)")

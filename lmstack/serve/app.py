@@ -86,8 +86,9 @@ def serve(*, model: Path, adapter: Path | None = None, host: str = "127.0.0.1", 
         num_draft: tokens drafted per pass (with --draft or --prompt-lookup)
     """
 
-    net, tokenizer = load_for_decoding(model, adapter, resolve_device(device), dtype)
-    drafter = load_drafter(tokenizer, draft, prompt_lookup, num_draft, resolve_device(device), dtype)
+    device = resolve_device(device)
+    net, tokenizer = load_for_decoding(model, adapter, device, dtype)
+    drafter = load_drafter(tokenizer, draft, prompt_lookup, num_draft, device, dtype)
     engine = Engine(net, tokenizer, slots=slots, max_queue=max_queue, drafter=drafter).start()
     settings = Settings(model_name=name or Path(model).resolve().name, api_key=api_key or os.environ.get(
         "LMSTACK_API_KEY") or None, cors_origins=list(cors_origin or []), max_tokens=max_tokens, max_body=max_body,
