@@ -31,7 +31,6 @@ from lmstack.data.synth import synth
 from lmstack.model.config import ModelConfig
 from lmstack.model.registry import build_model
 from lmstack.scaling.commands import load_fit, scaling_fit
-from lmstack.scaling.laws import interval
 from lmstack.scaling.plan import compute_optimal
 from lmstack.scaling.runs import PARAM_COUNTS, param_counts
 from lmstack.scaling.sweep import SweepConfig, sweep
@@ -83,36 +82,45 @@ def main() -> None:
                     help="sweep on this text file, character-level (e.g. ../shared/data/tinyshakespeare/input.txt) "
                          "instead of the demo corpus")
     ap.add_argument("--tokens", default=None, help="the grid's token budgets, comma-separated (default 200000,600000)")
+    ap.add_argument("--sizes", default=None, help="the grid's LxD shapes, comma-separated (default 1x32,...,4x128)")
+    ap.add_argument("--targets", default=None, help="shapes the 10x target may take, comma-separated")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     grid = QUICK if args.quick else FULL
     base = base_config(32 if args.quick else 64, args.device)
     data = data_dir(args.out, args.text)
-    if args.tokens:
-        grid = {**grid, "tokens": [int(t) for t in args.tokens.split(",")]}
-    vocab = json.loads((data / "manifest.json").read_text())["vocab_size"]
+    for name, cast in (("tokens", int), ("sizes", str), ("targets", str)):
+        if getattr(args, name):
+            grid = {**grid, name: [cast(t) for t in getattr(args, name).split(",")]}
+    manifest = json.loads((data / "manifest.json").read_text())
+    vocab, epoch = manifest["vocab_size"], manifest["splits"]["train"]["tokens"]
+    if max(grid["tokens"]) > epoch:  # repeated data: D no longer counts fresh tokens, and L(N, D) stops fitting
+        raise SystemExit(f"a budget of {max(grid['tokens'])} tokens is more than one epoch of {data} "
+                         f"({epoch} training tokens): choose budgets below it")
     t0 = time.perf_counter()
     swept = sweep(SweepConfig(data=data, out=args.out / "sweep", sizes=grid["sizes"], tokens=grid["tokens"],
                               head_dim=16, train=base))
     sweep_s = time.perf_counter() - t0
     fit = scaling_fit(args.out / "sweep" / "runs.jsonl", out=args.out / "fit", params=args.params,
                       bootstrap_samples=100, holdout=2, overwrite=True)
-    law, laws, _ = load_fit(args.out / "fit" / "fit.json")
+    saved = load_fit(args.out / "fit" / "fit.json")
+    law = saved.law
     records = [json.loads(x) for x in (args.out / "sweep" / "runs.jsonl").read_text().splitlines()]
     key = PARAM_COUNTS[args.params]
     c_max = max(6.0 * r[key] * r["tokens"] for r in records)
     target_c = 10 * c_max
     n_opt, _ = compute_optimal(law, target_c)
     shapes = {s: shape_params(s, base, vocab, 16, args.params) for s in grid["targets"]}
-    shape = min(shapes, key=lambda s: abs(math.log(shapes[s] / n_opt)))
-    n = shapes[shape]
     per_step = base.batch_size * base.model.block_size
-    tokens = math.ceil(target_c / (6 * n) / per_step) * per_step
-    predicted = float(law.loss(n, tokens))
-    lo, hi = interval([float(b.loss(n, tokens)) for b in laws], 0.95)
+    budget = {s: math.ceil(target_c / (6 * shapes[s]) / per_step) * per_step for s in shapes}
+    within = [s for s in shapes if budget[s] <= epoch] or [max(shapes, key=shapes.get)]  # fresh tokens only
+    shape = min(within, key=lambda s: abs(math.log(shapes[s] / n_opt)))
+    n, tokens = shapes[shape], budget[shape]
+    predicted, (lo, hi) = saved.predict(n, tokens)
     print(f"fit on {len(records)} runs ({swept['trained']} trained in {sweep_s:.0f} s): "
           f"E={law.E:.3f} A={law.A:.4g} B={law.B:.4g} alpha={law.alpha:.3f} beta={law.beta:.3f} "
-          f"(rmse {fit['rmse']:.4f})", flush=True)
+          f"(rmse {fit['rmse']:.4f}); L(C): {fit['compute_law']}; predicting with {saved.predict_with} "
+          f"({fit['predict_with_reason']})", flush=True)
     print(f"target: C = {6 * n * tokens:.3g} FLOPs ({6 * n * tokens / c_max:.1f}x the largest fitted run); "
           f"N_opt = {n_opt:.3g} -> shape {shape} (N = {n}), D = {tokens}; "
           f"predicted loss {predicted:.4f} [{lo:.4f}, {hi:.4f}]", flush=True)
@@ -121,8 +129,10 @@ def main() -> None:
                                train=base))
     actual = json.loads((args.out / "target" / "runs.jsonl").read_text().splitlines()[0])["val_loss"]
     report = {"runs": len(records), "sweep_s": sweep_s, "target_s": time.perf_counter() - t1, "params": args.params,
-              "law": law.to_dict(), "target": {"shape": shape, "params": n, "tokens": tokens,
-                                               "flops": 6.0 * n * tokens, "compute_ratio": 6 * n * tokens / c_max},
+              "law": law.to_dict(), "compute_law": fit["compute_law"], "predict_with": saved.predict_with,
+              "predict_with_reason": fit["predict_with_reason"],
+              "target": {"shape": shape, "params": n, "tokens": tokens, "flops": 6.0 * n * tokens,
+                         "compute_ratio": 6 * n * tokens / c_max},
               "predicted": predicted, "interval_95": [lo, hi], "actual": actual,
               "abs_error": abs(predicted - actual), "within_interval": bool(lo <= actual <= hi),
               "backtest": fit["backtest"], "trained": target["trained"]}

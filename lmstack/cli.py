@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "clean": ("lmstack.data.clean.pipeline:clean", "filter, deduplicate and scrub a raw corpus"),
     "prepare": ("lmstack.data.prepare:prepare", "train/reuse a tokenizer and write token shards"),
     "train": ("lmstack.train.pretrain:train", "pretrain a Transformer on prepared shards"),
+    "export": ("lmstack.train.export:export", "a Hugging Face model directory from a sharded (torchrun) checkpoint"),
     "generate": ("lmstack.generate.api:generate_cli", "decode text: greedy, beam or sampling"),
     "finetune": ("lmstack.adapt.finetune:finetune", "instruction-tune: full, lora, adapter, prefix or prompt"),
     "merge": ("lmstack.adapt.merge:merge_adapter", "fold a LoRA adapter into its base model"),

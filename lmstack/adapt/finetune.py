@@ -18,9 +18,12 @@ from lmstack.adapt.bottleneck import Adapter
 from lmstack.adapt.lora import LoRA
 from lmstack.adapt.methods import Full, count_parameters
 from lmstack.adapt.objective import SupervisedFinetune
+from lmstack.adapt.seq2seq import Seq2SeqFinetune
 from lmstack.adapt.prefix import Prefix
 from lmstack.adapt.prompt import Prompt
 from lmstack.data.conversations import Format
+from lmstack.io import read_json
+from lmstack.model.registry import family_for_hf
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.train.checkpoint import check_run_dir, discard_checkpoint
 from lmstack.train.config import LoopConfig
@@ -28,6 +31,9 @@ from lmstack.train.metrics import peak_memory_mb
 from lmstack.train.trainer import Trainer
 
 Method = Literal["full", "lora", "adapter", "prefix", "prompt"]
+# The objective for a base model, by its family's task (Family.peft_task_type): chat / completion records on a
+# decoder, input -> output pairs ({"input", "output"} or alpaca) on an encoder-decoder.
+OBJECTIVES = {"CAUSAL_LM": SupervisedFinetune, "SEQ_2_SEQ_LM": Seq2SeqFinetune}
 
 
 @dataclass
@@ -66,7 +72,8 @@ class FinetuneConfig(PolicyConfig):
 
 
 def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False) -> dict:
-    """Fine-tune a model on conversations; writes out/model (full) or out/adapter, metrics and loss.png.
+    """Fine-tune a model on conversations (an encoder-decoder: on input -> output pairs); writes out/model (full)
+    or out/adapter, metrics and loss.png.
 
     Args:
         cfg: the run (--config FILE.yaml, then overrides such as --method lora --lora.r 4 --data a.json)
@@ -74,8 +81,9 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
         overwrite: start afresh although OUT holds an earlier run (otherwise that is refused)
     """
     check_run_dir(cfg.out, resume, overwrite)
-    objective = SupervisedFinetune(cfg.model, cfg.method_config(), Tokenizer.load(cfg.model), cfg.data, cfg.val_data,
-                                   cfg.batch_size, cfg.max_len, cfg.val_fraction, cfg.format, cfg.seed)
+    task = family_for_hf(read_json(cfg.model / "config.json"), str(cfg.model / "config.json")).peft_task_type
+    objective = OBJECTIVES[task](cfg.model, cfg.method_config(), Tokenizer.load(cfg.model), cfg.data, cfg.val_data,
+                                 cfg.batch_size, cfg.max_len, cfg.val_fraction, cfg.format, cfg.seed)
     trainer = Trainer(objective, cfg, cfg.out, resume=resume, config_name="finetune_config.json")  # reads the data
     if overwrite:
         discard_checkpoint(cfg.out)

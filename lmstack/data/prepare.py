@@ -46,7 +46,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lmstack.data import files as input_files
-from lmstack.text.tokenizer import IM_END, IM_START, Tokenizer, train_bpe, train_char
+from lmstack.text.tokenizer import IM_END, IM_START, Tokenizer, add_sentinels, train_bpe, train_char
 from lmstack.errors import LmstackError
 from lmstack.io import atomic_path, write_json
 
@@ -77,6 +77,7 @@ def prepare(
     shard_tokens: int = 100_000_000,
     chat_markup: bool = False,
     split_digits: bool = False,
+    sentinels: int = 0,
 ) -> dict:
     """Train (or reuse) a tokenizer and write train/val token shards plus manifest.json.
 
@@ -91,10 +92,14 @@ def prepare(
         shard_tokens: tokens per shard file
         chat_markup: encode <|im_start|> and <|im_end|> in the text as the special tokens (chat-formatted text)
         split_digits: a trained bpe tokenizer makes every digit a token of its own (as LLaMA and Qwen do)
+        sentinels: add T5's <extra_id_0>..<extra_id_{N-1}> (last, <extra_id_0> highest), <mask> and UL2's [R] [S]
+            [X] to the tokenizer, for span corruption, infilling and UL2 (lmstack train --objective ...)
     """
     start = time.perf_counter()
     if not 0 <= val_fraction < 1:
         raise LmstackError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    if sentinels < 0:
+        raise LmstackError(f"--sentinels must be 0 or more, got {sentinels}")
     if shard_tokens < 1:
         raise LmstackError(f"--shard-tokens must be positive, got {shard_tokens}")
     out = Path(out)
@@ -106,6 +111,7 @@ def prepare(
         raise LmstackError(f"--split-digits applies to a trained bpe tokenizer, not --tokenizer {tokenizer}")
     tok = get_tokenizer(tokenizer, files, total_bytes, split_of, vocab_size, seed, int(tokenizer_sample_mb * 2**20),
                         split_digits)
+    tok = add_sentinels(tok, sentinels)
     if tok.eos_id is None:
         raise LmstackError(f"--tokenizer {tokenizer}: the tokenizer has no eos token, which ends every document")
     dtype = np.dtype(np.uint16 if tok.vocab_size <= 2**16 else np.uint32)

@@ -198,6 +198,13 @@ class LocalLM:
         order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
         for lo in range(0, len(order), self.batch_size):
             chunk = order[lo:lo + self.batch_size]
+            own = getattr(self.model, "continuation_logits", None)  # an encoder-decoder: the context is its input
+            if callable(own):
+                for i, z in zip(chunk, own([pairs[i][0][-L:] for i in chunk], [pairs[i][1] for i in chunk])):
+                    cont = torch.tensor(pairs[i][1], device=self.device)
+                    logp = z.float().log_softmax(dim=-1)
+                    out[i] = (logp.gather(1, cont[:, None]).sum().item(), bool((logp.argmax(dim=-1) == cont).all()))
+                continue
             inputs = [(pairs[i][0] + pairs[i][1])[-(L + 1):][:-1] for i in chunk]
             idx = torch.zeros(len(chunk), max(map(len, inputs)), dtype=torch.long)
             for row, ids in enumerate(inputs):

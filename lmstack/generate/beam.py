@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lmstack.generate.config import GenerationConfig
-from lmstack.generate.decode import token_budget
+from lmstack.generate.decode import continued, token_budget
 from lmstack.generate.processors import DecodeState, logits_processors
 from lmstack.model.source import LogitSource, to_source
 
@@ -38,7 +38,7 @@ def beam_search(model: nn.Module | LogitSource, prompt: list[int], config: Gener
     scores = torch.full((n,), DEAD, device=device)
     scores[0] = 0.0  # only the first copy is live, so the first step does not pick one token n times
     processors = logits_processors(config, eos_id)
-    state = DecodeState.start([prompt] * n, config, source.vocab_size, device)
+    state = DecodeState.start(continued(source, [prompt]) * n, config, source.vocab_size, device)
     finished: list[tuple[float, list[int]]] = []  # (score, tokens), best first, at most n
     for i in range(budget):
         log_probs = processors(state, torch.log_softmax(logits.float(), dim=-1))

@@ -38,6 +38,13 @@ def token_budget(source: LogitSource, prompts: list[list[int]], max_new_tokens: 
     return min(max_new_tokens, context - prompt_len)
 
 
+def continued(source: LogitSource, prompts: list[list[int]]) -> list[list[int]]:
+    """The tokens each output continues, as a repetition penalty sees them: the prompt, or what the source says
+    it is (``output_prefix``: an encoder-decoder's output continues its decoder start token, not its input)."""
+    own = getattr(source, "output_prefix", None)
+    return [own(p) for p in prompts] if callable(own) else prompts
+
+
 @dataclass
 class Batch:
     """Prompts left-padded into one tensor; ``positions``/``key_mask`` are None when all lengths agree."""
@@ -100,7 +107,7 @@ def decode(model: nn.Module | LogitSource, prompts: list[list[int]], config: Gen
         logits, batch = logits.index_select(0, index), batch.rows(index)
     processors = logits_processors(config, eos_id)
     rng = sampler(config, device) if k == 1 else row_samplers(config, len(prompts), k, device)
-    state = DecodeState.start(rows, config, source.vocab_size, device)
+    state = DecodeState.start(continued(source, rows), config, source.vocab_size, device)
     finished = torch.zeros(len(rows), dtype=torch.bool, device=device)
     for i in range(budget):
         scores = processed_scores(logits.float(), live, processors, state)

@@ -58,8 +58,9 @@ class CachedModel:
 
     def __init__(self, source: LogitSource, max_len: int):
         if not isinstance(source, ModelSource):
-            raise LmstackError("speculative decoding needs plain models as target and draft (not an adapter with "
-                               "virtual tokens or a mixture of sources); merge a LoRA adapter first")
+            raise LmstackError("speculative decoding needs plain causal models as target and draft (not an "
+                               "encoder-decoder, an adapter with virtual tokens or a mixture of sources); merge a "
+                               "LoRA adapter first")
         self.source, self.cache, self.held = source, source.new_cache(1, max_len), []
 
     def extend(self, tokens: list[int]) -> torch.Tensor:

@@ -99,12 +99,20 @@ class KVCache:
         self.pos += T
 
 
-def attention_mask(T: int, start: int, key_mask: torch.Tensor | None, device) -> torch.Tensor | None:
-    """None when plain causal attention (or one new token) will do; else a [B|1, 1, T, start+T] bool mask."""
-    if key_mask is None and (start == 0 or T == 1):
+def attention_mask(T: int, start: int, key_mask: torch.Tensor | None, device,
+                   prefix_len: torch.Tensor | None = None) -> torch.Tensor | None:
+    """None when plain causal attention (or one new token) will do; else a [B|1, 1, T, start+T] bool mask.
+
+    ``prefix_len`` [B] makes it a prefix-LM mask (Raffel et al. 2020; Dong et al. 2019): every query also sees
+    the first p_b keys of its row, so attention is bidirectional over the prefix and causal after it."""
+    if key_mask is None and prefix_len is None and (start == 0 or T == 1):
         return None
     S = start + T
     causal = torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=start)
+    if prefix_len is not None:  # [B, 1, T, S]: causal, or a key inside the row's prefix
+        prefix = torch.arange(S, device=device)[None, :] < prefix_len.to(device)[:, None]  # [B, S]
+        causal = causal[None] | prefix[:, None, :]
+        return (causal if key_mask is None else causal & key_mask[:, None, :S].bool())[:, None]
     if key_mask is None:
         return causal[None, None]
     return causal[None, None] & key_mask[:, None, None, :S].bool()

@@ -181,6 +181,8 @@ def write_model_files(model: nn.Module, folder: Path, tokenizer=None, generation
     family = family_of(model)
     config = family.to_hf_config(model)
     gen = dict(generation_config or {})
+    if "decoder_start_token_id" in config:  # an encoder-decoder: transformers' generate reads it from here
+        gen = {"decoder_start_token_id": config["decoder_start_token_id"], **gen}
     if tokenizer is not None:
         ids = family.save_tokenizer(tokenizer, folder)
         config.update(ids)

@@ -55,6 +55,10 @@ def sequence_logprobs(model: nn.Module, contexts: list[list[int]], continuations
 
 def _batch(model: nn.Module, contexts: list[list[int]], continuations: list[list[int]],
            padding: str) -> list[torch.Tensor]:
+    own = getattr(model, "continuation_logits", None)  # a model that conditions otherwise (an encoder-decoder)
+    if callable(own):
+        return [-F.cross_entropy(z.float(), torch.tensor(x, device=z.device), reduction="none")
+                for z, x in zip(own(contexts, continuations), continuations)]
     inputs = [c + x[:-1] for c, x in zip(contexts, continuations)]
     T = max(map(len, inputs))
     pad = [T - len(i) if padding == "left" else 0 for i in inputs]

@@ -31,17 +31,19 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.tok_emb.weight
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, positions: torch.Tensor | None = None,
-                key_mask: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+                key_mask: torch.Tensor | None = None, last_only: bool = False,
+                prefix_len: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for every position of ``idx`` [B, T] (only the last with ``last_only``).
 
         With ``cache``, ``idx`` continues the cached sequence and the cache advances by T. ``positions``
-        ([B, T]) and ``key_mask`` ([B, S], True = real token) support left-padded batches.
+        ([B, T]) and ``key_mask`` ([B, S], True = real token) support left-padded batches. ``prefix_len`` [B]:
+        attention is bidirectional over each row's first p positions (a prefix LM), causal after.
         """
-        x = self.hidden_states(self.tok_emb(idx), cache, positions, key_mask)
+        x = self.hidden_states(self.tok_emb(idx), cache, positions, key_mask, prefix_len)
         return self.lm_head(x[:, -1:] if last_only else x)
 
     def hidden_states(self, x: torch.Tensor, cache: KVCache | None = None, positions: torch.Tensor | None = None,
-                      key_mask: torch.Tensor | None = None) -> torch.Tensor:
+                      key_mask: torch.Tensor | None = None, prefix_len: torch.Tensor | None = None) -> torch.Tensor:
         """The final (normed) hidden states for input embeddings ``x`` [B, T, n_embd].
 
         Taking embeddings rather than ids lets prompt tuning prepend trained vectors, and the hidden states
@@ -57,7 +59,10 @@ class Transformer(nn.Module):
             x = x + self.pos_emb(positions)
         x = self.drop(x)
         rope_cs = self.rope(positions) if self.rope is not None else None
-        mask = cache.mask(T, key_mask) if cache is not None else attention_mask(T, 0, key_mask, x.device)
+        if prefix_len is not None:  # a prefix-LM mask [B, 1, T, start + T]
+            mask = attention_mask(T, start, key_mask, x.device, prefix_len)
+        else:
+            mask = cache.mask(T, key_mask) if cache is not None else attention_mask(T, 0, key_mask, x.device)
         for i, block in enumerate(self.blocks):
             x = block(x, rope_cs, cache, i, mask)
         if cache is not None:
@@ -76,9 +81,14 @@ class Transformer(nn.Module):
         return n
 
     def flops_per_token(self, seq_len: int | None = None) -> int:
-        """Training FLOPs per token: 6N for the matmuls plus 12·L·d·T for attention (Kaplan et al. 2020)."""
+        """Training FLOPs per token, PaLM appendix B (Chowdhery et al. 2022): 6N + 12·L·H·Q·T, N the parameters
+        that multiply activations (embedding lookups left out: positions, and token embeddings unless tied to the
+        LM head, whose matmul they then are), H heads of width Q attending over T = ``seq_len`` positions."""
         c = self.config
-        return 6 * self.num_params() + 12 * c.n_layer * c.n_head * c.head_dim * (seq_len or c.block_size)
+        n = self.num_params()
+        if not c.tie_embeddings:  # the token table is a lookup; lm_head (counted separately) is the matmul
+            n -= self.tok_emb.weight.numel()
+        return 6 * n + 12 * c.n_layer * c.n_head * c.head_dim * (seq_len or c.block_size)
 
 
 def materialise(model: Transformer) -> Transformer:

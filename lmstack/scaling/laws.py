@@ -224,3 +224,24 @@ def interval(values, level: float = 0.95) -> tuple[float, float]:
         return math.nan, math.nan
     lo, hi = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
+
+
+# Published L(N, D) exponents lie between 0.07 (Kaplan et al. 2020) and about 0.4 (Hoffmann et al. 2022: 0.34 /
+# 0.28; Besiroglu et al. 2024: 0.35 / 0.37). A fit with an exponent above 1 says loss falls faster than 1/N or
+# 1/D: the grid did not separate N from D (too few budgets, runs still in the early drop, repeated data).
+PLAUSIBLE_EXPONENT = 1.0
+
+
+def select_law(law: LossLaw, backtest: dict) -> tuple[str, str]:
+    """Which fitted law predicts: ``"loss_law"`` (L(N, D)) or ``"compute_law"`` (L(C)), and why.
+
+    L(C) when L(N, D) is degenerate (an exponent above ``PLAUSIBLE_EXPONENT``) or when it predicted the
+    backtest's held-out largest runs worse than L(C) did (mean absolute error); else L(N, D)."""
+    if max(law.alpha, law.beta) > PLAUSIBLE_EXPONENT:
+        return "compute_law", (f"L(N, D) is degenerate (alpha={law.alpha:.3g}, beta={law.beta:.3g}; published fits "
+                               f"have exponents <= {PLAUSIBLE_EXPONENT:g})")
+    nd, c = backtest.get("loss_law_abs_error"), backtest.get("compute_law_abs_error")
+    if nd and c and float(np.mean(c)) < float(np.mean(nd)):
+        return "compute_law", (f"L(C) predicted the held-out runs better in the backtest (mean |error| "
+                               f"{np.mean(c):.4f} against {np.mean(nd):.4f})")
+    return "loss_law", "L(N, D) is plausible and no worse than L(C) in the backtest"

@@ -29,6 +29,13 @@ PAD, BOS, EOS, IM_START, IM_END = "<|pad|>", "<|bos|>", "<|eos|>", "<|im_start|>
 MASK = "<|mask|>"  # masked-language-model pretraining of encoders (BERT's [MASK])
 SPECIAL_TOKENS = [PAD, BOS, EOS, IM_START, IM_END, MASK] + [f"<|reserved_{i}|>" for i in range(2)]
 NO_MAX_LENGTH = int(1e30)  # what transformers writes for "no length limit"
+# Denoising objectives (``lmstack prepare --sentinels N``): T5's sentinels, BART's infilling mask, UL2's mode tokens
+INFILL_MASK, MODE_TOKENS = "<mask>", ("[R]", "[S]", "[X]")
+
+
+def sentinel(i: int) -> str:
+    """T5's name of sentinel ``i``: ``<extra_id_i>``."""
+    return f"<extra_id_{i}>"
 
 
 class Tokenizer:
@@ -71,6 +78,16 @@ class Tokenizer:
     def sha256(self) -> str:
         """Hash of the canonical (compact) tokenizer.json: equal hashes mean identical text -> ids mappings."""
         return hashlib.sha256(self.backend.to_str().encode("utf-8")).hexdigest()
+
+    @property
+    def sentinel_ids(self) -> list[int]:
+        """Ids of ``<extra_id_0>``, ``<extra_id_1>``, ... (T5's sentinels; [] without them): ``add_sentinels``
+        puts them last, ``<extra_id_0>`` the highest id, as Hugging Face's T5 tokenizers do."""
+        ids, i = [], 0
+        while (j := self.backend.token_to_id(sentinel(i))) is not None:
+            ids.append(j)
+            i += 1
+        return ids
 
     def token_to_id(self, token: str) -> int | None:
         return self.backend.token_to_id(token)
@@ -200,6 +217,20 @@ class Tokenizer:
             model_max_length=int(config.get("model_max_length") or NO_MAX_LENGTH),
             chat_template=config.get("chat_template"),
         )
+
+
+def add_sentinels(tokenizer: Tokenizer, n: int) -> Tokenizer:
+    """``tokenizer`` with the denoising special tokens added at the end of its vocabulary: ``<mask>`` (BART's
+    infilling), ``[R]``, ``[S]``, ``[X]`` (UL2's modes), then ``<extra_id_{n-1}>`` .. ``<extra_id_0>`` (so
+    ``<extra_id_0>`` has the highest id, as in T5). Tokens it already has keep their ids; n = 0 changes nothing."""
+    if n < 0:
+        raise LmstackError(f"--sentinels must be 0 or more, got {n}")
+    if n == 0:
+        return tokenizer
+    backend = tokenizers.Tokenizer.from_str(tokenizer.backend.to_str())
+    backend.add_special_tokens([INFILL_MASK, *MODE_TOKENS] + [sentinel(i) for i in reversed(range(n))])
+    return Tokenizer(backend, tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token,
+                     tokenizer.model_max_length, tokenizer.chat_template)
 
 
 def _content(token: str | dict | None) -> str | None:

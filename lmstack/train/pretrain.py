@@ -8,16 +8,23 @@ evaluation, atomic checkpoints with every RNG so ``--resume`` reaches exactly an
 from __future__ import annotations
 
 from lmstack.data.shards import TokenShards
+from lmstack.errors import LmstackError
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.train.checkpoint import check_run_dir, discard_checkpoint
 from lmstack.train.config import TrainConfig
 from lmstack.train.objectives.causal import CausalLM
+from lmstack.train.objectives.denoising import UL2, Infilling, SpanCorruption
 from lmstack.train.objectives.mlm import MaskedLM
+from lmstack.train.objectives.prefix_lm import PrefixLMObjective
 from lmstack.train.trainer import Trainer
 
 OBJECTIVES = {
     "causal": CausalLM,  # next-token prediction with a decoder (Radford et al. 2018)
     "mlm": MaskedLM,  # masked-language modelling with a bidirectional encoder (Devlin et al. 2019)
+    "prefix_lm": PrefixLMObjective,  # a decoder, bidirectional over a random prefix, loss on the suffix (T5 sec. 3.2)
+    "span_corruption": SpanCorruption,  # an encoder-decoder fills sentinel-marked spans (Raffel et al. 2020)
+    "infilling": Infilling,  # an encoder-decoder restores text with Poisson(3) spans masked (BART, Lewis et al. 2020)
+    "ul2": UL2,  # an encoder-decoder on UL2's mixture of R / X / S denoisers with mode tokens (Tay et al. 2022)
 }
 
 
@@ -40,6 +47,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
         split.check_block(model_cfg.block_size)
     objective = OBJECTIVES[cfg.objective](shards["train"], shards["val"], cfg.batch_size, model_cfg.block_size,
                                           model_cfg, tokenizer)
+    if cfg.z_loss and type(objective).loss is not CausalLM.loss:
+        raise LmstackError(f"z_loss: the {cfg.objective} objective has its own loss without the z-loss; use "
+                           "--z_loss with the causal or mlm objective")
+    objective.z_loss = cfg.z_loss
     trainer = Trainer(objective, cfg, cfg.out, resume=resume, config_name="train_config.json")
     if overwrite:
         discard_checkpoint(cfg.out)

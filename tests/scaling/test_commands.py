@@ -123,3 +123,21 @@ def test_sweep_trains_the_grid_resumes_and_records_n_d_c(tiny_shards, tmp_path):
                           train=TrainConfig(model=base.model, batch_size=4, lr=1e-2, device="cpu"))
     with pytest.raises(LmstackError, match="other settings"):
         scaling_sweep(changed)
+
+
+def test_a_degenerate_fit_predicts_with_l_of_c(tmp_path):
+    """Runs whose loss depends on compute alone: L(N, D) cannot split N from D; fit.json selects L(C) and the
+    plan's loss (and interval) comes from it."""
+    law_c = {"a": 50.0, "b": -0.2, "c": 1.2}
+    n = np.repeat([1e5, 3e5, 1e6], 3)
+    d = np.tile([1e6, 3e6, 1e7], 3)
+    loss = law_c["a"] * (6 * n * d) ** law_c["b"] + law_c["c"]
+    records = [{"name": f"r{i}", "params": float(n[i]), "tokens": float(d[i]), "val_loss": float(loss[i]),
+                "tokenizer_sha256": "a" * 64} for i in range(9)]
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = scaling_fit(tmp_path / "runs.jsonl", bootstrap_samples=6, holdout=2)
+    assert out["predict_with"] == "compute_law", out["predict_with_reason"]
+    plan = scaling_plan(flops=1e14, fit=tmp_path / "fit" / "fit.json")
+    assert plan["predicted_by"].startswith("L(C)")
+    assert plan["loss"] == pytest.approx(law_c["a"] * 1e14 ** law_c["b"] + law_c["c"], rel=1e-3)
+    assert plan["loss_interval"][0] <= plan["loss"] + 1e-6 and plan["loss"] - 1e-6 <= plan["loss_interval"][1]

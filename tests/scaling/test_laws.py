@@ -8,7 +8,7 @@ from scipy.optimize import check_grad
 
 from lmstack.errors import LmstackError
 from lmstack.scaling.laws import (ComputeLaw, LossLaw, bootstrap, fit_compute_law, fit_loss_law, huber, interval,
-                                  objective)
+                                  objective, select_law)
 from lmstack.scaling.presets import PRESETS
 
 TRUE = PRESETS["epoch"]
@@ -88,3 +88,14 @@ def test_too_few_runs_and_non_finite_losses_are_refused():
 def test_law_round_trips_through_its_dict():
     law = LossLaw(**TRUE.to_dict())
     assert law == TRUE
+
+
+def test_select_law_prefers_l_of_c_when_l_n_d_is_degenerate_or_backtests_worse():
+    plausible = LossLaw(E=1.5, A=300.0, B=900.0, alpha=0.4, beta=0.35)
+    assert select_law(plausible, {})[0] == "loss_law"
+    assert select_law(plausible, {"loss_law_abs_error": [0.01], "compute_law_abs_error": [0.02]})[0] == "loss_law"
+    worse = {"loss_law_abs_error": [0.05, 0.07], "compute_law_abs_error": [0.01, 0.02]}
+    which, why = select_law(plausible, worse)
+    assert which == "compute_law" and "0.0150 against 0.0600" in why
+    which, why = select_law(LossLaw(E=0.76, A=1.0, B=1.0, alpha=2.02, beta=2.12), {})
+    assert which == "compute_law" and "degenerate" in why

@@ -37,13 +37,18 @@ def to_hf_config(model: nn.Module) -> dict:
     if c.qkv_bias != c.bias and not qwen2:
         raise LmstackError("a llama-family model with biases only outside q/k/v has no Hugging Face architecture")
     arch = ("Qwen2ForCausalLM", "qwen2") if qwen2 else ("LlamaForCausalLM", "llama")
-    return {"architectures": [arch[0]], "model_type": arch[1], **decoder_config(c), "hidden_size": c.n_embd,
-            "intermediate_size": c.intermediate_size, "num_hidden_layers": c.n_layer,
+    return {"architectures": [arch[0]], "model_type": arch[1], **body_hf_config(c),
+            "intermediate_size": c.intermediate_size, "attention_bias": c.bias, "mlp_bias": c.bias}
+
+
+def body_hf_config(c: ModelConfig) -> dict:
+    """The config.json fields every Llama-bodied family writes alike (Llama, Qwen2, Mixtral, Qwen2-MoE): sizes,
+    attention, RoPE, norm, the special-token ids."""
+    return {**decoder_config(c), "hidden_size": c.n_embd, "num_hidden_layers": c.n_layer,
             "num_attention_heads": c.n_head, "num_key_value_heads": c.n_kv_head, "head_dim": c.head_dim,
             "hidden_act": ACT_TO_HF[c.activation], "max_position_embeddings": c.block_size,
             "rms_norm_eps": c.norm_eps, "rope_theta": c.rope_theta,
-            "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_theta},
-            "attention_bias": c.bias, "mlp_bias": c.bias, "attention_dropout": c.dropout}
+            "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_theta}, "attention_dropout": c.dropout}
 
 
 def from_hf_config(hf: dict, source: str) -> ModelConfig:

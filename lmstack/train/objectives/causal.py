@@ -18,7 +18,9 @@ from lmstack.io import atomic_dir
 from lmstack.model.config import ModelConfig
 from lmstack.model.hf import load_model, write_model_files
 from lmstack.model.families import build_model
+from lmstack.model.moe import auxiliary_losses
 from lmstack.text.tokenizer import Tokenizer
+from lmstack.train.expert_load import plot_expert_load
 from lmstack.train.objective import Objective
 
 IGNORE = -100  # the target of a position that takes no loss
@@ -32,15 +34,39 @@ class Batches(Protocol):
         """Inputs [B, T] and targets [B, T] (-100 where no loss is taken)."""
 
 
-def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float = 0.0) -> torch.Tensor:
     """Mean cross-entropy over the labelled positions M = {t : y_t != -100}:
-    L = -1/|M| sum_{t in M} log softmax(logits_t)[y_t], computed in fp32."""
-    return F.cross_entropy(logits.float().flatten(0, -2), targets.reshape(-1), ignore_index=IGNORE)
+    L = -1/|M| sum_{t in M} log softmax(logits_t)[y_t], computed in fp32; with ``z_loss`` = c > 0, plus PaLM's
+    auxiliary z-loss c * ``log_z_squared`` (Chowdhery et al. 2022, section 5; c = 1e-4 there)."""
+    ce = F.cross_entropy(logits.float().flatten(0, -2), targets.reshape(-1), ignore_index=IGNORE)
+    return ce + z_loss * log_z_squared(logits, targets) if z_loss else ce
+
+
+def log_z_squared(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """PaLM's z-loss term 1/|M| sum_{t in M} (log Z_t)^2, Z_t = sum_v exp(logits_t,v) the softmax normaliser:
+    it pulls log Z towards 0 (a self-normalised softmax), which keeps the logits from drifting and the bf16
+    softmax stable. Computed in fp32 over the labelled positions."""
+    keep = targets.reshape(-1) != IGNORE
+    log_z = logits.float().flatten(0, -2)[keep].logsumexp(-1)
+    return (log_z ** 2).mean()
+
+
+def with_router_losses(model: nn.Module, targets: torch.Tensor, loss: torch.Tensor, metrics: dict
+                       ) -> tuple[torch.Tensor, dict]:
+    """``loss`` plus, for a mixture of experts in training, its routers' auxiliary term
+    (``model.moe.auxiliary_losses``: always, when a coefficient is > 0) over the real tokens, each row up to its
+    last labelled position (so right padding, as SFT pads, never counts, and a prompt does); their metrics added."""
+    labelled = targets != IGNORE
+    aux, router_metrics = auxiliary_losses(model, labelled.flip(-1).cumsum(-1).flip(-1) > 0)
+    return (loss if aux is None else loss + aux), {**metrics, **router_metrics}
 
 
 class CausalLM(Objective):
     """Next-token cross-entropy on ``batch_size`` x ``block`` draws of the train / val sources; a decoder of
-    ``model_config`` is built, checkpointed and saved as a Hugging Face model directory (with ``tokenizer``)."""
+    ``model_config`` is built, checkpointed and saved as a Hugging Face model directory (with ``tokenizer``).
+    ``z_loss`` > 0 adds PaLM's z-loss (``causal_lm_loss``) and logs ``ce`` and ``log_z_sq`` beside the loss."""
+
+    z_loss: float = 0.0  # the z-loss coefficient c (TrainConfig.z_loss)
 
     def __init__(self, train: Batches, val: Batches, batch_size: int, block: int,
                  model_config: ModelConfig | None = None, tokenizer: Tokenizer | None = None):
@@ -52,7 +78,12 @@ class CausalLM(Objective):
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         x, y = batch
-        return causal_lm_loss(model(x), y), {}
+        logits = model(x)
+        if not self.z_loss:
+            return with_router_losses(model, y, causal_lm_loss(logits, y), {})
+        ce, log_z_sq = causal_lm_loss(logits, y), log_z_squared(logits, y)
+        return with_router_losses(model, y, ce + self.z_loss * log_z_sq,
+                                  {"ce": ce.detach(), "log_z_sq": log_z_sq.detach()})
 
     def count(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
         return batch[0].numel()
@@ -76,6 +107,7 @@ class CausalLM(Objective):
     def save(self, model: nn.Module, out: Path) -> Path:
         with atomic_dir(out / "model") as folder:
             self.write_state(model, folder)
+        plot_expert_load(model, out / "expert_load.png")  # a mixture of experts only
         return out / "model"
 
     def title(self, model: nn.Module) -> str:
