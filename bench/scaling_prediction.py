@@ -84,6 +84,8 @@ def main() -> None:
     ap.add_argument("--tokens", default=None, help="the grid's token budgets, comma-separated (default 200000,600000)")
     ap.add_argument("--sizes", default=None, help="the grid's LxD shapes, comma-separated (default 1x32,...,4x128)")
     ap.add_argument("--targets", default=None, help="shapes the 10x target may take, comma-separated")
+    ap.add_argument("--lr-width", type=int, default=None,
+                    help="scale each run's lr by this width / its width (muP's Adam rule); default: one lr")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     grid = QUICK if args.quick else FULL
@@ -99,7 +101,7 @@ def main() -> None:
                          f"({epoch} training tokens): choose budgets below it")
     t0 = time.perf_counter()
     swept = sweep(SweepConfig(data=data, out=args.out / "sweep", sizes=grid["sizes"], tokens=grid["tokens"],
-                              head_dim=16, train=base))
+                              head_dim=16, train=base, lr_width=args.lr_width))
     sweep_s = time.perf_counter() - t0
     fit = scaling_fit(args.out / "sweep" / "runs.jsonl", out=args.out / "fit", params=args.params,
                       bootstrap_samples=100, holdout=2, overwrite=True)
@@ -126,7 +128,7 @@ def main() -> None:
           f"predicted loss {predicted:.4f} [{lo:.4f}, {hi:.4f}]", flush=True)
     t1 = time.perf_counter()
     target = sweep(SweepConfig(data=data, out=args.out / "target", sizes=[shape], tokens=[tokens], head_dim=16,
-                               train=base))
+                               train=base, lr_width=args.lr_width))
     actual = json.loads((args.out / "target" / "runs.jsonl").read_text().splitlines()[0])["val_loss"]
     report = {"runs": len(records), "sweep_s": sweep_s, "target_s": time.perf_counter() - t1, "params": args.params,
               "law": law.to_dict(), "compute_law": fit["compute_law"], "predict_with": saved.predict_with,

@@ -33,6 +33,7 @@ from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tokenizer import Tokenizer
+from lmstack.train.distributed import gathered
 
 
 class RolloutBuffer:
@@ -149,7 +150,8 @@ class OnPolicy(AdaptedPolicy):
         was_training = lm.training
         lm.eval()
         try:
-            rollout = sample(lm, [self.prompt_ids[i] for i in picks], config, self.chat.end_ids, self.pad_id)
+            with gathered(self.model):  # FSDP2: whole parameters for the decoder's inference mode
+                rollout = sample(lm, [self.prompt_ids[i] for i in picks], config, self.chat.end_ids, self.pad_id)
             records = [self.records[i] for i in picks]
             replies = [self.reply_text(c) for c in rollout.completions]
             rewards = torch.tensor(self.reward(records, replies), dtype=torch.float32)

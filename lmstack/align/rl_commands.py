@@ -35,6 +35,7 @@ from lmstack.io import read_jsonl
 from lmstack.model.hf import load_causal_lm
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tokenizer import Tokenizer
+from lmstack.train.distributed import gathered
 from lmstack.train.checkpoint import check_run_dir
 from lmstack.plots import pyplot, save_png
 from lmstack.train.metrics import peak_memory_mb
@@ -165,7 +166,8 @@ def run_rl(cfg: RLConfig, make, resume: bool, overwrite: bool, config_name: str)
     encode_prompts(ChatFormat(tokenizer), held_out, cfg.max_len or policy.config.block_size, cfg.max_new_tokens)
     before = held_out_reward(load_causal_lm(cfg.model, device=device), tokenizer, held_out, reward, cfg)
     result = trainer.run()
-    after = held_out_reward(policy.eval(), tokenizer, held_out, reward, cfg)
+    with gathered(trainer.model):  # FSDP2: the root's parameters too, whole, for the policy's decoding
+        after = held_out_reward(policy.eval(), tokenizer, held_out, reward, cfg)
     plot_reward_kl([r for _, r in read_jsonl(cfg.out / "metrics.jsonl")], cfg.out / "reward_kl.png",
                    objective.title(trainer.model))
     last = objective.last_stats

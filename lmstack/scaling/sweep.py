@@ -37,6 +37,10 @@ class SweepConfig:
     sizes: list[str] = field(default_factory=lambda: ["1x32", "2x48", "2x64", "3x96", "4x128"])  # LAYERSxWIDTH
     tokens: list[int] = field(default_factory=lambda: [200_000, 600_000])  # token budgets D of every size
     head_dim: int = 16  # n_head = width / head_dim
+    # None: every run trains at train.lr. A width W: a run of width w trains at lr (and min_lr) x W / w, the
+    # Adam learning rate of muP's hidden weights (Yang et al. 2022), here for every parameter: wider models
+    # otherwise overshoot at the lr tuned for narrow ones, and the sweep's law misses them.
+    lr_width: int | None = None
     train: TrainConfig = field(default_factory=TrainConfig)  # everything else of each run (model family, lr, ...)
 
     def __post_init__(self) -> None:
@@ -49,6 +53,8 @@ class SweepConfig:
         for tokens in self.tokens:
             if tokens <= 0:
                 raise LmstackError(f"tokens: {tokens} must be positive")
+        if self.lr_width is not None and self.lr_width <= 0:
+            raise LmstackError(f"lr_width: {self.lr_width} must be positive (or unset)")
         if not self.sizes or not self.tokens:
             raise LmstackError("sizes and tokens each need at least one value")
 
@@ -62,11 +68,13 @@ def run_configs(cfg: SweepConfig) -> dict[str, TrainConfig]:
         layers, width = map(int, SIZE.fullmatch(size.strip()).groups())
         model = base.model.replace(n_layer=layers, n_embd=width, n_head=width // cfg.head_dim, n_kv_head=None,
                                    head_dim=None, intermediate_size=None)
+        scale = cfg.lr_width / width if cfg.lr_width else 1.0
         for tokens in cfg.tokens:
             iters = max(1, math.ceil(tokens / per_step))
             name = f"L{layers}-d{width}-D{tokens}"
             runs[name] = dataclasses.replace(
                 base, data=cfg.data, out=cfg.out / "runs" / name, model=model, max_iters=iters,
+                lr=base.lr * scale, min_lr=base.min_lr * scale,
                 lr_decay_iters=None, schedule="cosine", warmup_iters=min(base.warmup_iters, iters // 10),
                 eval_interval=iters, checkpoint_interval=iters, log_interval=min(base.log_interval, iters))
     return runs

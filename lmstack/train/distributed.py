@@ -35,7 +35,7 @@ from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (apply_activation_checkpointing,
                                                                          checkpoint_wrapper)
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 from lmstack.errors import LmstackError
@@ -247,6 +247,9 @@ class FSDP(DDP):
         for block in blocks:
             fully_shard(block, **kwargs)
         self.wrapped = fully_shard(model, **kwargs)
+        # FSDP2 picks its root on the first forward; PPO's rollouts call the policy inside the root (policy +
+        # value) before any forward of the root itself, so the root is settled here (torch has no public call).
+        self.wrapped._get_fsdp_state()._lazy_init()
         return self.wrapped
 
     def sync_grads(self, last: bool) -> None:
@@ -268,6 +271,26 @@ class FSDP(DDP):
 
 
 PARALLEL: dict[str, type[Single]] = {"none": Single, "ddp": DDP, "fsdp": FSDP}
+
+
+@contextlib.contextmanager
+def gathered(model: nn.Module) -> Iterator[None]:
+    """Within, every FSDP2 unit inside ``model`` holds its whole parameters (gathered here, kept across forwards),
+    so decoding, which runs under ``torch.inference_mode``, never all-gathers inside it (the gathered tensors
+    would be inference tensors, and the next training step's in-place update of them fails): the rollouts of
+    PPO / GRPO and held-out answers. Pass the trainer's model (the root) when decoding a part of it. Afterwards
+    the units reshard after forward again, the root excepted (FSDP2 keeps the root's parameters for backward).
+    A no-op for a model without FSDP2 units."""
+    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    for unit in units:
+        unit.set_reshard_after_forward(False, recurse=False)
+        unit.unshard()
+    try:
+        yield
+    finally:
+        for unit in units:
+            unit.reshard()
+            unit.set_reshard_after_forward(not unit._get_fsdp_state()._is_root, recurse=False)
 
 
 def build_parallel(cfg: LoopConfig) -> Single:

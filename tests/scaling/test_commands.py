@@ -13,7 +13,7 @@ from lmstack.errors import LmstackError
 from lmstack.scaling.commands import scaling_fit, scaling_plan, scaling_sweep
 from lmstack.scaling.laws import LossLaw
 from lmstack.scaling.runs import param_counts
-from lmstack.scaling.sweep import SweepConfig
+from lmstack.scaling.sweep import SweepConfig, run_configs
 from lmstack.train.config import TrainConfig
 from lmstack.model.config import ModelConfig
 from lmstack.model.hf import load_model
@@ -141,3 +141,15 @@ def test_a_degenerate_fit_predicts_with_l_of_c(tmp_path):
     assert plan["predicted_by"].startswith("L(C)")
     assert plan["loss"] == pytest.approx(law_c["a"] * 1e14 ** law_c["b"] + law_c["c"], rel=1e-3)
     assert plan["loss_interval"][0] <= plan["loss"] + 1e-6 and plan["loss"] - 1e-6 <= plan["loss_interval"][1]
+
+
+def test_lr_width_scales_each_runs_learning_rate_as_mup(tmp_path):
+    base = TrainConfig(model=ModelConfig(family="llama", block_size=16, bias=False, activation="silu"),
+                       lr=4e-3, min_lr=4e-4)
+    runs = run_configs(SweepConfig(out=tmp_path, sizes=["1x32", "2x128"], tokens=[640], train=base, lr_width=64))
+    assert runs["L1-d32-D640"].lr == pytest.approx(8e-3) and runs["L1-d32-D640"].min_lr == pytest.approx(8e-4)
+    assert runs["L2-d128-D640"].lr == pytest.approx(2e-3)
+    plain = run_configs(SweepConfig(out=tmp_path, sizes=["2x128"], tokens=[640], train=base))
+    assert plain["L2-d128-D640"].lr == 4e-3
+    with pytest.raises(LmstackError, match="lr_width"):
+        SweepConfig(out=tmp_path, lr_width=0)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from lmstack.adapt.finetune import FinetuneConfig, finetune
+from lmstack.align.rl_commands import GRPOConfig, PPOConfig, grpo, ppo
 from lmstack.config import build
 from lmstack.data.shards import TokenShards
 from lmstack.errors import LmstackError
@@ -61,6 +62,19 @@ def runs(root: Path, data: Path, rank: int) -> dict:
                                      "data": [str(data.parent / "corpus" / "sft_train.jsonl")], "parallel": parallel,
                                      "out": str(root / f"sft_{method}_{parallel}")})
         seen[f"sft_{method}_{parallel}"] = finetune(cfg)
+    prompts = root / f"rl_prompts_rank{rank}.jsonl"  # short ones: the tiny model's context is 32 tokens
+    records = [{"prompt": [{"role": "user", "content": q}], "lang": "en", "answer": "x"} for q in ("Hi", "Who?")]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in records * 2))
+    cfg = build(GRPOConfig, {**LOOP, "max_iters": 2, "model": str(root / "ddp" / "model"), "parallel": "fsdp",
+                             "prompts": [str(prompts)], "group": 2,
+                             "rollout_prompts": 2, "batch_size": 2, "max_new_tokens": 6, "eval_prompts": 2,
+                             "reward": "rules:language", "out": str(root / "grpo_fsdp")})
+    seen["grpo_fsdp"] = grpo(cfg)  # rollouts decode under inference mode: FSDP2 units gathered first
+    for parallel in ("ddp", "fsdp"):  # PPO decodes with the policy inside its root (policy + value head)
+        settings = {k: v for k, v in cfg.__dict__.items() if k in ("max_iters", "batch_size", "max_new_tokens")}
+        seen[f"ppo_{parallel}"] = ppo(build(PPOConfig, {
+            **LOOP, **settings, "model": str(root / "ddp" / "model"), "parallel": parallel, "prompts": [str(prompts)],
+            "rollout_prompts": 2, "eval_prompts": 2, "reward": "rules:language", "out": str(root / f"ppo_{parallel}")}))
     for name, model, settings in (("odd_batch", LLAMA, {"parallel": "ddp", "batch_size": 3}),
                                   ("fsdp_small", {**LLAMA, "n_layer": 1}, {"parallel": "fsdp"})):
         try:

@@ -15,6 +15,7 @@ from lmstack.generate.config import GenerationConfig
 from lmstack.generate.decode import decode
 from lmstack.model import build_model, preset
 from lmstack.model.hf import load_model, save_model
+from lmstack.model.scoring import sequence_logprobs
 from lmstack.train.config import TrainConfig
 from lmstack.data.shards import TokenShards
 from lmstack.text.tokenizer import Tokenizer
@@ -129,3 +130,19 @@ def test_denoising_batches_are_seeded_and_fit_the_context(sentinel_data):
         "train", torch.Generator().manual_seed(0))
     assert inputs.shape[1] == 48 and bool(mask.all())  # T5's helper fills the encoder exactly
     assert (targets[:, 0] == tok.sentinel_ids[0]).all()
+
+
+def test_prefix_lm_scores_a_continuation_with_the_context_as_its_prefix():
+    """log p(continuation | context) as scoring and the harness read it: the context bidirectional, the
+    continuation causal; a batch of different lengths equals one by one; contexts too long are cut from the left."""
+    model = tiny_prefix_lm().eval()
+    contexts, continuations = [[3, 7, 11, 2], [5, 9]], [[4, 8, 1], [6]]
+    with torch.no_grad():
+        got = sequence_logprobs(model, contexts, continuations)
+        for (ctx, cont), value in zip(zip(contexts, continuations), got):
+            logits = model(torch.tensor([ctx + cont[:-1]]), prefix_len=torch.tensor([len(ctx)]))[0]
+            want = logits[len(ctx) - 1:].log_softmax(-1).gather(1, torch.tensor(cont)[:, None]).sum()
+            assert float(value) == pytest.approx(float(want), abs=1e-5)
+        long = list(range(1, 40))  # block 16: the last 14 tokens of the context are kept for a 3-token answer
+        assert torch.allclose(model.continuation_logits([long], [[4, 8, 1]])[0],
+                              model.continuation_logits([long[-14:]], [[4, 8, 1]])[0])

@@ -94,6 +94,16 @@ def test_finetune_under_torchrun(world, data, method, parallel):
     assert seen["trainable_params"] == ref["trainable_params"]
 
 
+def test_grpo_and_ppo_under_fsdp(world):
+    """RL rollouts decode under torch.inference_mode; with FSDP2 the units are gathered before it
+    (``train.distributed.gathered``), so the next update's in-place write of the parameters works."""
+    seen = json.loads((world / "runs_rank0.json").read_text())
+    assert seen["grpo_fsdp"]["iters"] == 2 and Path(seen["grpo_fsdp"]["saved"]).is_dir()
+    ddp, fsdp = seen["ppo_ddp"], seen["ppo_fsdp"]  # PPO's rollouts call the policy inside its root
+    assert fsdp["iters"] == 2 and fsdp["loss"] == pytest.approx(ddp["loss"], rel=1e-5)
+    assert fsdp["final_rollout_reward"] == pytest.approx(ddp["final_rollout_reward"], rel=1e-6)
+
+
 def test_rank_zero_writes_alone(world):
     files = sorted(p.name for p in (world / "ddp").iterdir())
     assert files == ["checkpoint", "loss.png", "metrics.jsonl", "model", "train_config.json"]

@@ -46,6 +46,27 @@ class PrefixLM(Transformer):
     def source(self, compile: bool = False) -> PrefixSource:
         return PrefixSource(self, compile)
 
+    def continuation_logits(self, contexts: list[list[int]], continuations: list[list[int]]) -> list[torch.Tensor]:
+        """Per row, the logits [len(c), V] predicting each continuation token c_j from the context read as the
+        bidirectional prefix (as decoding reads a prompt) and c_<j causally: what ``model.scoring`` and the
+        evaluation harness read for log p(continuation | context). A context is cut from the left to fit the
+        context window; rows are right-padded, which no real position can see."""
+        device, block = self.tok_emb.weight.device, self.config.block_size
+        rows, prefixes = [], []
+        for context, continuation in zip(contexts, continuations):
+            if not continuation or len(continuation) > block:
+                raise LmstackError(f"a continuation of {len(continuation)} tokens: expected 1 to {block}")
+            context = context[max(0, len(context) + len(continuation) - 1 - block):]
+            if not context:
+                raise LmstackError("a prefix LM scores a continuation given a context of at least one token")
+            rows.append(context + continuation[:-1])
+            prefixes.append(len(context))
+        idx = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
+        for r, ids in enumerate(rows):
+            idx[r, :len(ids)] = torch.tensor(ids)
+        logits = self(idx.to(device), prefix_len=torch.tensor(prefixes, device=device))  # [B, T, V]
+        return [logits[r, p - 1:p - 1 + len(c)] for r, (p, c) in enumerate(zip(prefixes, continuations))]
+
 
 class PrefixSource(ModelSource):
     """``ModelSource`` whose prefill attends bidirectionally over everything read so far (the prompt)."""
