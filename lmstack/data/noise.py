@@ -20,6 +20,8 @@ same tokens. Sentinel ``i`` is ``sentinels[i]`` (the tokenizer's ``<extra_id_i>`
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -147,6 +149,11 @@ class Denoiser:
 UL2_DENOISERS = (Denoiser("R", 3, 0.15, 2.0), Denoiser("X", 32, 0.5, 1.0), Denoiser("X", 3, 0.5, 1.0),
                  Denoiser("S", weight=1.0))
 MODE_TOKENS = {"R": "[R]", "S": "[S]", "X": "[X]"}
+
+
+def reweighted(weights: Sequence[float], denoisers: Sequence[Denoiser] = UL2_DENOISERS) -> tuple[Denoiser, ...]:
+    """``denoisers`` with the given weights, in order; a denoiser of weight 0 is left out."""
+    return tuple(dataclasses.replace(d, weight=float(w)) for d, w in zip(denoisers, weights) if w > 0)
 
 
 def prefix_split(tokens: torch.Tensor, eos_id: int | None, rng: torch.Generator,

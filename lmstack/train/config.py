@@ -107,9 +107,19 @@ class TrainConfig(LoopConfig):
     # infilling, ul2: an encoder-decoder (--model.family t5, data prepared with --sentinels 100)
     objective: Literal["causal", "mlm", "prefix_lm", "span_corruption", "infilling", "ul2"] = "causal"
     z_loss: float = 0.0  # causal / mlm: + z_loss * mean (log Z)^2 of the softmax (PaLM used 1e-4)
+    # ul2: the mixture's weights of its denoisers R (span 3, 15%), X (span 32, 50%), X (span 3, 50%), S (prefix
+    # LM), in that order; None: UL2's 2, 1, 1, 1
+    ul2_weights: list[float] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.ul2_weights is not None:
+            if self.objective != "ul2":
+                raise LmstackError(f"ul2_weights weigh UL2's denoisers: they need --objective ul2, not "
+                                   f"{self.objective}")
+            if len(self.ul2_weights) != 4 or any(not isinstance(w, (int, float)) or not 0 <= w < math.inf
+                                                 for w in self.ul2_weights) or not sum(self.ul2_weights) > 0:
+                raise LmstackError(f"ul2_weights: {self.ul2_weights} should be 4 numbers >= 0 (R, X, X, S), not all 0")
         if isinstance(self.z_loss, bool) or not isinstance(self.z_loss, (int, float)) \
                 or not 0 <= self.z_loss < math.inf:
             raise LmstackError(f"z_loss must be a number >= 0, got {self.z_loss!r}")

@@ -7,6 +7,7 @@ evaluation, atomic checkpoints with every RNG so ``--resume`` reaches exactly an
 
 from __future__ import annotations
 
+from lmstack.data.noise import reweighted
 from lmstack.data.shards import TokenShards
 from lmstack.errors import LmstackError
 from lmstack.text.tokenizer import Tokenizer
@@ -45,8 +46,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
     shards = {split: TokenShards(cfg.data, split) for split in ("train", "val")}
     for split in shards.values():
         split.check_block(model_cfg.block_size)
+    mixture = {"denoisers": reweighted(cfg.ul2_weights)} if cfg.ul2_weights is not None else {}  # ul2 only
     objective = OBJECTIVES[cfg.objective](shards["train"], shards["val"], cfg.batch_size, model_cfg.block_size,
-                                          model_cfg, tokenizer)
+                                          model_cfg, tokenizer, **mixture)
     if cfg.z_loss and type(objective).loss is not CausalLM.loss:
         raise LmstackError(f"z_loss: the {cfg.objective} objective has its own loss without the z-loss; use "
                            "--z_loss with the causal or mlm objective")

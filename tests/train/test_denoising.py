@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lmstack.data.noise import reweighted
 from lmstack.data.prepare import prepare
 from lmstack.data.synth import synth
 from lmstack.errors import LmstackError
@@ -146,3 +147,21 @@ def test_prefix_lm_scores_a_continuation_with_the_context_as_its_prefix():
         long = list(range(1, 40))  # block 16: the last 14 tokens of the context are kept for a 3-token answer
         assert torch.allclose(model.continuation_logits([long], [[4, 8, 1]])[0],
                               model.continuation_logits([long[-14:]], [[4, 8, 1]])[0])
+
+
+def test_ul2_weights_choose_the_denoisers(sentinel_data, tmp_path):
+    """--ul2_weights R,X,X,S: weight 0 leaves a denoiser out; only S left, every input leads with [S]."""
+    shards, tok = TokenShards(sentinel_data, "train"), Tokenizer.load(sentinel_data)
+    only_s = UL2(shards, shards, 8, 48, preset("t5-tiny", block_size=48), tok, denoisers=reweighted([0, 0, 0, 1]))
+    inputs, _, _ = only_s.batch("train", torch.Generator().manual_seed(0))
+    assert (inputs[:, 0] == tok.token_to_id("[S]")).all()
+    mixed = UL2(shards, shards, 64, 48, preset("t5-tiny", block_size=48), tok).batch("train", torch.Generator())[0]
+    assert len(set(mixed[:, 0].tolist())) == 3  # R, X and S mode tokens
+    with pytest.raises(LmstackError, match="need --objective ul2"):
+        TrainConfig(objective="span_corruption", ul2_weights=[1, 1, 1, 1])
+    with pytest.raises(LmstackError, match="4 numbers"):
+        TrainConfig(objective="ul2", ul2_weights=[1, 1])
+    model = preset("t5-tiny", block_size=48, n_layer=1, n_decoder_layer=1, n_embd=64, intermediate_size=128)
+    cfg = TrainConfig(data=sentinel_data, out=tmp_path / "s", model=model, objective="ul2", max_iters=2,
+                      eval_interval=2, eval_iters=1, batch_size=4, ul2_weights=[0, 0, 0, 1])
+    assert train(cfg)["iters"] == 2

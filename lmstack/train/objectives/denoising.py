@@ -190,7 +190,9 @@ class Infilling(Denoising):
 class UL2(Denoising):
     """UL2's mixture of denoisers (``noise.UL2_DENOISERS``: R, X, X, S), each input led by its mode token."""
 
-    denoisers: tuple[Denoiser, ...] = UL2_DENOISERS
+    def __init__(self, *args, denoisers: Sequence[Denoiser] = UL2_DENOISERS, **kwargs):
+        self.denoisers = tuple(denoisers)  # read by make_noise, which the base's __init__ calls
+        super().__init__(*args, **kwargs)
 
     def make_noise(self, ids: dict, inputs_length: int, targets_length: int) -> UL2Noise:
         missing = [m for m, i in ids["mode_ids"].items() if i is None]
