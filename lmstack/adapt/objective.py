@@ -23,7 +23,7 @@ from lmstack.errors import LmstackError
 from lmstack.model.hf import load_causal_lm, save_model, write_model_files
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.train.objective import Objective
-from lmstack.train.objectives.causal import CausalLM
+from lmstack.train.objectives.causal import IGNORE, CausalLM
 
 
 class AdaptedPolicy:
@@ -92,6 +92,7 @@ class SupervisedFinetune(AdaptedPolicy, CausalLM):
         self.files, self.max_len, self.val_fraction, self.format, self.seed = (train, val), max_len, val_fraction, \
             fmt, seed
         self.data_stats: dict = {}
+        self.reads_prefix = False  # set by prepare for a prefix LM
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Cut the conversations to the model's context (once it is known) and make the batches."""
@@ -100,7 +101,18 @@ class SupervisedFinetune(AdaptedPolicy, CausalLM):
             raise LmstackError(f"max_len {self.block} exceeds the model's context of {model.config.block_size} tokens")
         if not self.data_stats:
             self.data["train"], self.data["val"], self.data_stats = self._datasets()
+        self.reads_prefix = bool(getattr(model, "bidirectional_prefix", False))  # a prefix LM: see forward_options
         return model
+
+    def forward_options(self, targets: torch.Tensor) -> dict:
+        """A prefix LM reads each example's first prompt bidirectionally, as it decodes one: ``prefix_len`` =
+        the position of the first labelled target + 1 (that position holds the prompt's last token)."""
+        if not self.reads_prefix:
+            return {}
+        labelled = targets != IGNORE
+        first = torch.where(labelled.any(dim=1), labelled.int().argmax(dim=1), torch.zeros_like(labelled[:, 0],
+                                                                                                  dtype=torch.long))
+        return {"prefix_len": first + 1}
 
     def _datasets(self) -> tuple[SFTBatches, SFTBatches, dict]:
         """Encode the training (and validation) conversations; without validation files, a seeded

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -158,6 +159,11 @@ def fit_lse(logs: np.ndarray, log_loss: np.ndarray, grid: np.ndarray, starts: in
     return best, best_value
 
 
+def _log(x: float) -> float:
+    """log x of a fitted constant, which exp() may have underflowed to 0 (log of the least normal double then)."""
+    return math.log(max(x, sys.float_info.min))
+
+
 def _grid(spec: dict[str, np.ndarray], order: tuple[str, ...]) -> np.ndarray:
     return np.array(list(itertools.product(*(spec[k] for k in order))), dtype=float)
 
@@ -183,7 +189,7 @@ def fit_loss_law(n, d, loss, starts: int | None = 64, delta: float = HUBER_DELTA
     values = {"N": np.asarray(n, float), "D": np.asarray(d, float), "loss": np.asarray(loss, float)}
     _check(values, 5, "L(N, D) = E + A/N^alpha + B/D^beta")
     logs = np.log(np.vstack([values["N"], values["D"]]))
-    extra = None if init is None else np.array([math.log(init.A), math.log(init.B), math.log(init.E),
+    extra = None if init is None else np.array([_log(init.A), _log(init.B), _log(init.E),
                                                 init.alpha, init.beta])
     grid = _grid(CHINCHILLA_GRID, ("a", "b", "e", "alpha", "beta"))
     theta, value = fit_lse(logs, np.log(values["loss"]), grid, starts, delta, extra)
@@ -195,7 +201,7 @@ def fit_compute_law(c, loss, starts: int | None = 64, delta: float = HUBER_DELTA
     """Fit L(C) = a C^b + c by the same Huber / LSE method; returns the law and its objective."""
     values = {"C": np.asarray(c, float), "loss": np.asarray(loss, float)}
     _check(values, 3, "L(C) = a C^b + c")
-    extra = None if init is None else np.array([math.log(init.a), math.log(init.c), -init.b])
+    extra = None if init is None else np.array([_log(init.a), _log(init.c), -init.b])
     theta, value = fit_lse(np.log(values["C"])[None, :], np.log(values["loss"]), _grid(COMPUTE_GRID, ("a", "e", "g")),
                            starts, delta, extra)
     return ComputeLaw.from_theta(theta), value

@@ -45,8 +45,8 @@ POLICIES = ("off", "skip", "rollback")
 
 
 class RollingStats:
-    """The last ``size`` values of a series; ``exceeds(x, k)``: is x more than k sample standard deviations above
-    their mean (torch.std_mean, Bessel-corrected, as OLMo-core)."""
+    """The last ``size`` values of a series; ``threshold(k)``: their mean plus k sample standard deviations
+    (Bessel-corrected, as OLMo-core's torch.std_mean), above which a value is a spike."""
 
     def __init__(self, size: int):
         self.values: deque[float] = deque(maxlen=size)

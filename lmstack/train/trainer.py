@@ -110,6 +110,7 @@ class Trainer:
         self.utilisation = utilisation(self.model, getattr(objective, "block", None), self.device, bf16)  # MFU
         if resume:
             self._call("on_restore", self.checkpoint_dir)
+        self.parallel.barrier()  # every rank has checked OUT (check_run_dir, before this) before rank 0 writes there
 
     @property
     def checkpoint_dir(self) -> Path:

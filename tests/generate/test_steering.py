@@ -6,6 +6,9 @@ import pytest
 import torch
 
 from lmstack.adapt.control_codes import CONTROL_FILE, TAG_FORMAT, control_ids, control_tag
+from lmstack.adapt.lora import LoRA
+from lmstack.adapt.merge import merge_adapter
+from lmstack.adapt.methods import base_fingerprint, save_adapter
 from lmstack.errors import LmstackError
 from lmstack.generate import generate
 from lmstack.generate.api import generate_cli
@@ -157,3 +160,31 @@ def test_unknown_control_code_lists_the_known_ones(control_dir, dirs):
         generate_cli([PROMPT], model=str(control_dir), control="positive", stream=False)
     with pytest.raises(LmstackError, match="not trained with control codes"):
         generate_cli([PROMPT], model=str(dirs["base"]), control="sentiment=positive", stream=False)
+
+
+def test_a_lora_adapter_is_an_expert_as_its_merged_model_is(dirs, tokenizer, tmp_path):
+    """--expert ADAPTER_DIR: the LoRA adapter applied to the base (merged for decoding) steers exactly as the
+    same weights saved as a model directory."""
+    method = LoRA(r=2)
+    adapted = method.apply(load_model(dirs["base"])).eval()
+    with torch.no_grad():
+        for p in adapted.parameters():
+            if p.requires_grad:
+                p.add_(0.3)
+    save_adapter(method, adapted, tmp_path / "adapter", base_fingerprint(adapted), str(dirs["base"]))
+    merged_dir = tmp_path / "merged"
+    merge_adapter(str(dirs["base"]), str(tmp_path / "adapter"), out=str(merged_dir))
+    config = GenerationConfig(max_new_tokens=8)
+    base = load_model(dirs["base"]).eval()
+    runs = []
+    for expert in (tmp_path / "adapter", merged_dir):
+        source, cfg = steer(base, tokenizer, dirs["base"], config, expert=expert, anti_expert=dirs["anti"], alpha=2.0)
+        runs.append(generate(source, tokenizer, PROMPT, cfg))
+    assert runs[0] == runs[1]
+    untouched = steer(base, tokenizer, dirs["base"], config, expert=dirs["base"], anti_expert=dirs["anti"],
+                      alpha=2.0)[0]
+    ids = torch.tensor([tokenizer.encode(PROMPT)])
+    lora = steer(base, tokenizer, dirs["base"], config, expert=tmp_path / "adapter", anti_expert=dirs["anti"],
+                 alpha=2.0)[0]
+    with torch.no_grad():  # the adapter's weights count: the mixture's logits move off the un-adapted expert's
+        assert not torch.allclose(lora.prefill(ids, lora.new_cache(1)), untouched.prefill(ids, untouched.new_cache(1)))

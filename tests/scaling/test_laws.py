@@ -99,3 +99,12 @@ def test_select_law_prefers_l_of_c_when_l_n_d_is_degenerate_or_backtests_worse()
     assert which == "compute_law" and "0.0150 against 0.0600" in why
     which, why = select_law(LossLaw(E=0.76, A=1.0, B=1.0, alpha=2.02, beta=2.12), {})
     assert which == "compute_law" and "degenerate" in why
+
+
+def test_a_start_whose_constant_underflowed_to_zero_still_refits():
+    """A fit may give E = exp(e) == 0.0 (e below -745); the bootstrap starts from it, so it must not crash."""
+    n, d, loss = _grid(0.001)
+    law, _ = fit_loss_law(n, d, loss, starts=0, init=LossLaw(E=0.0, A=TRUE.A, B=TRUE.B, alpha=TRUE.alpha,
+                                                             beta=TRUE.beta))
+    assert np.all(np.isfinite(law.loss(n, d)))
+    fit_compute_law(6 * n * d, loss, starts=0, init=ComputeLaw(a=1.0, b=-0.1, c=0.0))

@@ -78,7 +78,7 @@ class CausalLM(Objective):
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         x, y = batch
-        logits = model(x)
+        logits = model(x, **self.forward_options(y))
         if not self.z_loss:
             return with_router_losses(model, y, causal_lm_loss(logits, y), {})
         ce, log_z_sq = causal_lm_loss(logits, y), log_z_squared(logits, y)
@@ -87,6 +87,10 @@ class CausalLM(Objective):
 
     def count(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
         return batch[0].numel()
+
+    def forward_options(self, targets: torch.Tensor) -> dict:
+        """Keyword arguments of the model's forward for a batch with ``targets`` (none: plain causal)."""
+        return {}
 
     def build(self, device: torch.device) -> nn.Module:
         return build_model(self.model_config).to(device)
