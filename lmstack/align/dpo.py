@@ -30,7 +30,8 @@ from lmstack.align.reference import Provenance, Rows, cached_reference_logps
 from lmstack.data.preferences import Preference, Unpaired
 from lmstack.devices import use_bf16
 from lmstack.errors import LmstackError
-from lmstack.model.scoring import sequence_logprobs
+from lmstack.model.moe import auxiliary_losses
+from lmstack.model.scoring import scored_tokens, sequence_logprobs
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.train.objective import Objective
@@ -140,8 +141,9 @@ class PreferenceObjective(AdaptedPolicy, Objective):
     def _pair_loss(self, model: nn.Module, batch: Draw) -> tuple[torch.Tensor, dict]:
         ex: list[PairExample] = [self.examples[batch.split][i] for i in batch.idx]
         prompts = [e.prompt for e in ex]
-        logps = sequence_logprobs(model, prompts + prompts, [e.chosen for e in ex] + [e.rejected for e in ex],
-                                  batch_size=2 * len(ex))  # one forward over [chosen; rejected]
+        answers = [e.chosen for e in ex] + [e.rejected for e in ex]
+        logps = sequence_logprobs(model, prompts + prompts, answers, batch_size=2 * len(ex))  # one forward
+        router, router_metrics = auxiliary_losses(model, scored_tokens(prompts + prompts, answers))  # MoE only
         chosen, rejected = logps.chunk(2)
         n_c, n_r = (torch.tensor([float(len(getattr(e, k))) for e in ex], device=logps.device)
                     for k in ("chosen", "rejected"))
@@ -156,12 +158,13 @@ class PreferenceObjective(AdaptedPolicy, Objective):
         if self.params.rpo_alpha:  # RPO: + alpha * NLL per token of the chosen answer
             nll = (-chosen / n_c).mean()
             loss, metrics["nll"] = loss + self.params.rpo_alpha * nll, nll.detach()
-        return loss, metrics
+        return (loss if router is None else loss + router), {**metrics, **router_metrics}
 
     def _unpaired_loss(self, model: nn.Module, batch: Draw) -> tuple[torch.Tensor, dict]:
         ex: list[LabelledExample] = [self.examples[batch.split][i] for i in batch.idx]
         prompts = [e.prompt for e in ex]
         policy = sequence_logprobs(model, prompts, [e.completion for e in ex], batch_size=len(ex))
+        router, router_metrics = auxiliary_losses(model, scored_tokens(prompts, [e.completion for e in ex]))
         with torch.no_grad():
             policy_kl = sequence_logprobs(model, prompts, [self.kl_answers[batch.split][i] for i in batch.idx],
                                           batch_size=len(ex))
@@ -175,7 +178,8 @@ class PreferenceObjective(AdaptedPolicy, Objective):
             metrics["rewards/rejected"] = rewards[~desirable].mean()
         if len(metrics) == 3:
             metrics["rewards/margins"] = metrics["rewards/chosen"] - metrics["rewards/rejected"]
-        return losses.mean(), metrics
+        loss = losses.mean()
+        return (loss if router is None else loss + router), {**metrics, **router_metrics}
 
     def _ref(self, batch: Draw, part: str, device: torch.device) -> torch.Tensor | None:
         if not self.with_reference:

@@ -53,6 +53,13 @@ def sequence_logprobs(model: nn.Module, contexts: list[list[int]], continuations
     return torch.stack([r.mean() if normalize else r.sum() for r in rows])
 
 
+def scored_tokens(contexts: list[list[int]], continuations: list[list[int]]) -> torch.Tensor:
+    """[B, T] bool: the real (not padding) tokens of the right-padded batch one ``token_logprobs`` call reads
+    (row i: contexts[i] + continuations[i][:-1]); what a mixture of experts' routing losses count."""
+    lengths = torch.tensor([len(c) + len(x) - 1 for c, x in zip(contexts, continuations)])
+    return torch.arange(int(lengths.max())) < lengths[:, None]
+
+
 def _batch(model: nn.Module, contexts: list[list[int]], continuations: list[list[int]],
            padding: str) -> list[torch.Tensor]:
     own = getattr(model, "continuation_logits", None)  # a model that conditions otherwise (an encoder-decoder)

@@ -20,7 +20,7 @@ from lmstack.cli import main
 from lmstack.config import build
 from lmstack.data.synth import synth
 from lmstack.errors import LmstackError
-from lmstack.model import build_model, preset
+from lmstack.model import build_model, moe, preset
 from lmstack.model.hf import load_causal_lm, save_model
 from lmstack.model.scoring import token_logprobs
 from lmstack.text.tokenizer import Tokenizer, train_bpe
@@ -230,3 +230,28 @@ def test_an_earlier_run_is_kept_unless_resumed_or_overwritten(sft_model, corpus,
     with pytest.raises(LmstackError, match="give one of them"):
         dpo(_config(sft_model, corpus, tmp_path / "run"), resume=True, overwrite=True)
     assert state.read_bytes() == b"earlier"
+
+
+def test_a_mixture_of_experts_policy_trains_with_its_router_losses(sft_model, corpus, tmp_path):
+    """DPO on an MoE policy adds router_aux_coef * L_bal + router_z_coef * L_z of the policy's forward, over the
+    real tokens only (as pretraining and SFT do); with both coefficients 0 the loss is the DPO loss alone."""
+    tokenizer = Tokenizer.load(sft_model)
+    torch.manual_seed(0)
+    moe_model = build_model(preset("llama-moe-tiny", vocab_size=tokenizer.vocab_size, block_size=160, n_layer=2,
+                                   router_aux_coef=0.5, router_z_coef=0.25))
+    base = save_model(moe_model, tmp_path / "moe", tokenizer)
+    cfg = _config(base, corpus, tmp_path / "run", method="full")
+    objective = PreferenceObjective(base, cfg.method_config(), tokenizer, read_splits(cfg), "sigmoid",
+                                    cfg.loss_params(), 8, 128, tmp_path / "ref.safetensors")
+    model = objective.build(torch.device("cpu")).train()
+    batch = objective.batch("train", torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.manual_seed(1)
+        with_router, metrics = objective.loss(model, batch)
+        for layer in moe.moe_layers(model):
+            layer.aux_coef = layer.z_coef = 0.0
+        torch.manual_seed(1)
+        alone, _ = objective.loss(model, batch)
+    assert {"moe_balance", "moe_z", "moe_load_max"} <= set(metrics)
+    assert float(with_router - alone) == pytest.approx(0.5 * float(metrics["moe_balance"])
+                                                       + 0.25 * float(metrics["moe_z"]), rel=1e-4)
