@@ -90,4 +90,4 @@ class GRPO(OnPolicy):
         metrics = {**batch["stats"], "clip_frac": parts["clip_frac"]}
         if self.beta:
             metrics["kl"] = parts["kl"]
-        return parts["loss"], metrics
+        return self.with_router_losses(model, batch, parts["loss"], metrics)

@@ -27,10 +27,11 @@ from lmstack.adapt.lora import LoRA, adapters_disabled
 from lmstack.adapt.objective import AdaptedPolicy
 from lmstack.align.data import draw, encode_prompts
 from lmstack.align.rewards import RewardFn
-from lmstack.align.rollout import Rollout, completion_logprobs, rows, sample
+from lmstack.align.rollout import Rollout, completion_logprobs, real_tokens, rows, sample
 from lmstack.data.preferences import PromptRecord
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
+from lmstack.model.moe import auxiliary_losses
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.train.distributed import gathered
@@ -131,6 +132,13 @@ class OnPolicy(AdaptedPolicy):
         if isinstance(outs[0], tuple):
             return tuple(torch.cat(parts) for parts in zip(*outs))
         return torch.cat(outs)
+
+    def with_router_losses(self, model: nn.Module, batch: dict[str, torch.Tensor], loss: torch.Tensor,
+                           metrics: dict) -> tuple[torch.Tensor, dict]:
+        """``loss`` plus, for a mixture-of-experts policy, its routers' training term of the forward just run,
+        over the rollout's real tokens (``rollout.real_tokens``), as pretraining, SFT and DPO add it."""
+        router, router_metrics = auxiliary_losses(model, real_tokens(batch))
+        return (loss if router is None else loss + router), {**metrics, **router_metrics}
 
     def batch(self, split: str, rng: torch.Generator) -> dict:
         if not len(self.buffer):

@@ -193,7 +193,7 @@ class PPO(OnPolicy):
         metrics = {"policy_loss": parts["policy"].detach(), "value_loss": parts["value"].detach(),
                    "clip_frac": parts["clip_frac"], "value_error": parts["value_error"].detach(),
                    "entropy": ent.detach(), **batch["stats"]}
-        return loss, metrics
+        return self.with_router_losses(model, batch, loss, metrics)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "beta": self.kl.beta}

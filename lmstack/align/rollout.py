@@ -105,6 +105,14 @@ def completion_logprobs(model: nn.Module, batch: dict[str, torch.Tensor]) -> tup
     return gather_logprobs(logits, batch["ids"][:, -n:]), logits
 
 
+def real_tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[B, P + N] bool: the real tokens of a rollout batch (its prompt, its completion to the turn end), not the
+    left padding before the prompt nor the right padding after a short completion."""
+    real = batch["key_mask"].bool().clone()
+    real[:, -batch["mask"].size(1):] &= batch["mask"].bool()
+    return real
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """Mean of ``x`` where ``mask`` is 1 (over everything, or along ``dim``)."""
     if dim is None:

@@ -15,12 +15,13 @@ from lmstack.adapt.lora import LoRA, adapters_disabled, lora_layers
 from lmstack.adapt.methods import Full
 from lmstack.align.grpo import GRPO, group_advantages, grpo_loss, k3
 from lmstack.align.rewards import answer_rule, checked, format_rule, load_reward, rule_reward, scorer_reward
-from lmstack.align.rollout import completion_logprobs, layout, sample
+from lmstack.align.rollout import completion_logprobs, layout, real_tokens, sample
 from lmstack.cli import main
 from lmstack.data.preferences import PromptRecord
 from lmstack.errors import LmstackError
 from lmstack.generate.config import GenerationConfig
-from lmstack.model.hf import load_causal_lm
+from lmstack.model import build_model, moe, preset
+from lmstack.model.hf import load_causal_lm, save_model
 from lmstack.model.scoring import token_logprobs
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tokenizer import Tokenizer
@@ -197,3 +198,27 @@ def test_cli_grpo_trains_saves_and_evaluates(rl_base, rl_prompt_file, tmp_path, 
               "--reward", f"{path}:reward", "--batch_size", "4", "--rollout_prompts", "2", "--group", "3"])
     assert stop.value.code != 0 and "make it a multiple" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_an_moe_policy_adds_its_router_losses_over_the_rollouts_real_tokens(rl_base, rl_records, tmp_path):
+    """GRPO (and PPO, the same hook) on a mixture-of-experts policy: loss = GRPO's + the routers' term of that
+    forward over the rollout's real tokens (no left padding, no completion padding)."""
+    tokenizer = Tokenizer.load(rl_base)
+    torch.manual_seed(0)
+    base = save_model(build_model(preset("llama-moe-tiny", vocab_size=tokenizer.vocab_size, block_size=64,
+                                         n_layer=2, router_aux_coef=0.5, router_z_coef=0.25)),
+                      tmp_path / "moe", tokenizer)
+    reward = checked(lambda records, replies: [len(r) / 10 for r in replies], "length")
+    objective = GRPO(base, Full(), tokenizer, rl_records, reward, GenerationConfig(max_new_tokens=6, do_sample=True,
+                     seed=0), rollout_prompts=2, epochs=1, batch_size=4, group=2, beta=0.0)
+    model = objective.build(torch.device("cpu")).train()
+    batch = objective.batch("train", torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        with_router, metrics = objective.loss(model, batch)
+        for layer in moe.moe_layers(model):
+            layer.aux_coef = layer.z_coef = 0.0
+        alone, _ = objective.loss(model, batch)
+    assert float(with_router - alone) == pytest.approx(0.5 * float(metrics["moe_balance"])
+                                                       + 0.25 * float(metrics["moe_z"]), rel=1e-4)
+    real = real_tokens(batch)
+    assert int(real.sum()) == int(batch["key_mask"][:, :-batch["mask"].size(1)].sum() + batch["mask"].sum())
