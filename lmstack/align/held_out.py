@@ -15,7 +15,6 @@ from torch import nn
 from lmstack.generate.api import generate
 from lmstack.text.chat import ChatFormat
 from lmstack.text.tokenizer import Tokenizer
-from lmstack.train.distributed import gathered
 
 
 def greedy_replies(model: nn.Module, tokenizer: Tokenizer, prompts: list[list[dict]], max_new_tokens: int = 48,
@@ -23,7 +22,7 @@ def greedy_replies(model: nn.Module, tokenizer: Tokenizer, prompts: list[list[di
     """The model's greedy reply to each prompt (a list of messages), stripped of surrounding whitespace."""
     chat, replies = ChatFormat(tokenizer), []
     ids = [chat.encode(p) for p in prompts]
-    with gathered(model), torch.inference_mode():  # gathered: FSDP2 units whole before inference mode
+    with torch.inference_mode():
         for lo in range(0, len(ids), batch_size):
             replies += generate(model, tokenizer, ids[lo:lo + batch_size], max_new_tokens=max_new_tokens,
                                 stop_ids=chat.end_ids)

@@ -196,25 +196,23 @@ class LocalLM:
                 raise LmstackError(f"a continuation of {len(cont)} tokens does not fit the {L}-token context")
         out: list[tuple[float, bool] | None] = [None] * len(pairs)
         order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+        own = getattr(self.model, "continuation_logits", None)  # an encoder-decoder: the context is its input
         for lo in range(0, len(order), self.batch_size):
             chunk = order[lo:lo + self.batch_size]
-            own = getattr(self.model, "continuation_logits", None)  # an encoder-decoder: the context is its input
             if callable(own):
-                for i, z in zip(chunk, own([pairs[i][0][-L:] for i in chunk], [pairs[i][1] for i in chunk])):
-                    cont = torch.tensor(pairs[i][1], device=self.device)
-                    logp = z.float().log_softmax(dim=-1)
-                    out[i] = (logp.gather(1, cont[:, None]).sum().item(), bool((logp.argmax(dim=-1) == cont).all()))
-                continue
-            inputs = [(pairs[i][0] + pairs[i][1])[-(L + 1):][:-1] for i in chunk]
-            idx = torch.zeros(len(chunk), max(map(len, inputs)), dtype=torch.long)
-            for row, ids in enumerate(inputs):
-                idx[row, :len(ids)] = torch.tensor(ids)
-            logits = self.model(idx.to(self.device))
-            for row, (i, ids) in enumerate(zip(chunk, inputs)):
+                rows = own([pairs[i][0][-L:] for i in chunk], [pairs[i][1] for i in chunk])
+            else:
+                inputs = [(pairs[i][0] + pairs[i][1])[-(L + 1):][:-1] for i in chunk]
+                idx = torch.zeros(len(chunk), max(map(len, inputs)), dtype=torch.long)
+                for row, ids in enumerate(inputs):
+                    idx[row, :len(ids)] = torch.tensor(ids)
+                logits = self.model(idx.to(self.device))
+                rows = [logits[row, len(ids) - len(pairs[i][1]):len(ids)]
+                        for row, (i, ids) in enumerate(zip(chunk, inputs))]
+            for i, z in zip(chunk, rows):  # z [len(cont), V]: the logits that predict each continuation token
                 cont = torch.tensor(pairs[i][1], device=self.device)
-                logp = logits[row, len(ids) - len(cont):len(ids)].float().log_softmax(dim=-1)
-                total = logp.gather(1, cont[:, None]).sum().item()
-                out[i] = (total, bool((logp.argmax(dim=-1) == cont).all()))
+                logp = z.float().log_softmax(dim=-1)
+                out[i] = (logp.gather(1, cont[:, None]).sum().item(), bool((logp.argmax(dim=-1) == cont).all()))
         return out  # type: ignore[return-value]
 
     def generate_until(self, requests: list[GenRequest]) -> list[list[str]]:

@@ -224,7 +224,6 @@ class SparseTransformer(Transformer):
         """``num_params()`` less the routed experts a token skips: sum over MoE layers of (E - k) * expert size."""
         return self.num_params() - sum((m.n_experts - m.top_k) * m.expert_params() for m in moe_layers(self))
 
-    def flops_per_token(self, seq_len: int | None = None) -> int:
-        """6 N_active + 12 L d T (Kaplan et al. 2020), N_active = ``active_params()``."""
-        c = self.config
-        return 6 * self.active_params() + 12 * c.n_layer * c.n_head * c.head_dim * (seq_len or c.block_size)
+    def matmul_params(self) -> int:
+        """The dense count less the routed experts a token skips: FLOPs (and MFU) count active parameters."""
+        return super().matmul_params() - (self.num_params() - self.active_params())

@@ -31,6 +31,7 @@ from lmstack.errors import LmstackError
 from lmstack.model.blocks import KVCache, RMSNorm, SwiGLU, dropout_layer
 from lmstack.model.config import ModelConfig
 from lmstack.model.seq2seq_source import Seq2SeqCache, Seq2SeqSource
+from lmstack.model.transformer import palm_flops_per_token
 
 
 def relative_position_bucket(relative: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int
@@ -311,7 +312,7 @@ class EncoderDecoder(nn.Module):
         c = self.config
         T = seq_len or c.block_size
         attn_layers = c.n_layer + 2 * self.n_decoder_layer
-        return 6 * self.num_params() + 12 * attn_layers * c.n_head * c.head_dim * T
+        return palm_flops_per_token(self.num_params(), attn_layers, c.n_head, c.head_dim, T)
 
 
 def materialise(model: EncoderDecoder) -> EncoderDecoder:

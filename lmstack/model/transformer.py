@@ -80,15 +80,22 @@ class Transformer(nn.Module):
             n -= self.pos_emb.weight.numel()
         return n
 
-    def flops_per_token(self, seq_len: int | None = None) -> int:
-        """Training FLOPs per token, PaLM appendix B (Chowdhery et al. 2022): 6N + 12·L·H·Q·T, N the parameters
-        that multiply activations (embedding lookups left out: positions, and token embeddings unless tied to the
-        LM head, whose matmul they then are), H heads of width Q attending over T = ``seq_len`` positions."""
-        c = self.config
+    def matmul_params(self) -> int:
+        """The parameters that multiply activations: ``num_params()`` without lookups (positions, and the token
+        table unless it is tied to the LM head, whose matmul it then is)."""
         n = self.num_params()
-        if not c.tie_embeddings:  # the token table is a lookup; lm_head (counted separately) is the matmul
-            n -= self.tok_emb.weight.numel()
-        return 6 * n + 12 * c.n_layer * c.n_head * c.head_dim * (seq_len or c.block_size)
+        return n if self.config.tie_embeddings else n - self.tok_emb.weight.numel()
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token, ``palm_flops_per_token`` of ``matmul_params()`` over ``seq_len`` positions."""
+        c = self.config
+        return palm_flops_per_token(self.matmul_params(), c.n_layer, c.n_head, c.head_dim, seq_len or c.block_size)
+
+
+def palm_flops_per_token(n_params: int, n_layer: int, n_head: int, head_dim: int, seq_len: int) -> int:
+    """Training FLOPs per token, PaLM appendix B (Chowdhery et al. 2022): 6N + 12·L·H·Q·T, N the parameters that
+    multiply activations, L layers of H heads of width Q attending over T positions."""
+    return 6 * n_params + 12 * n_layer * n_head * head_dim * seq_len
 
 
 def materialise(model: Transformer) -> Transformer:

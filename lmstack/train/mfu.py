@@ -50,12 +50,6 @@ GPU_PEAKS: list[tuple[str, str, dict[str, float]]] = [  # (regex on the device n
 _noted: set[str] = set()
 
 
-def palm_flops_per_token(n_params: int, n_layer: int, n_head: int, head_dim: int, seq_len: int) -> int:
-    """Training FLOPs per token, PaLM appendix B: 6N (the matmuls' forward + backward) + 12·L·H·Q·T (attention
-    scores and their weighted sum over T positions, forward + backward)."""
-    return 6 * n_params + 12 * n_layer * n_head * head_dim * seq_len
-
-
 def model_flops_per_token(model: nn.Module, seq_len: int | None) -> int | None:
     """The model's ``flops_per_token(seq_len)`` (decoders have it); None for a model without the formula."""
     flops = getattr(model, "flops_per_token", None)

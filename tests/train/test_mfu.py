@@ -13,6 +13,7 @@ from lmstack.config import build, load_yaml
 from lmstack.data.shards import TokenShards
 from lmstack.model import build_model, preset
 from lmstack.model.config import ModelConfig
+from lmstack.model.transformer import palm_flops_per_token
 from lmstack.text.tokenizer import Tokenizer
 from lmstack.train import mfu
 from lmstack.train.config import LoopConfig, TrainConfig
@@ -30,7 +31,7 @@ def test_flops_per_token_is_palm_formula_for_gpt2_small():
     block = 12 * d * d + (3 * d + d + 4 * d + d) + 2 * 2 * d
     n = L * block + V * d + 2 * d  # + the final LayerNorm; position embeddings are a lookup: left out
     assert model.num_params() == n
-    assert model.flops_per_token() == 6 * n + 12 * L * 12 * 64 * T == mfu.palm_flops_per_token(n, L, 12, 64, T)
+    assert model.flops_per_token() == 6 * n + 12 * L * 12 * 64 * T == palm_flops_per_token(n, L, 12, 64, T)
     assert round(model.flops_per_token() / 1e6) == 855  # 6 x 123.6M + 113M: ~0.86 GFLOP per trained token
 
 
